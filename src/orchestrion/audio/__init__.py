@@ -1,0 +1,1 @@
+"""Audio front end: I/O, spectral transforms, soundfont rendering."""

@@ -1,0 +1,290 @@
+"""The one checkpoint format: a directory of safetensors + JSON, written atomically.
+
+Layout of a checkpoint directory::
+
+    config.json          {"format", "format_version", "kind", "config", "modules"}
+    model.safetensors    every module's state_dict, keys "<module>.<parameter>"
+    state.safetensors    tensors of the training state (optimizers, RNG) — optional
+    state.json           the rest of the training state; tensors appear as {"__tensor__": key}
+    manifest.json        sha256 and size of each file above; written last
+
+The directory is assembled under a temporary name and renamed into place, so a kill
+at any moment leaves the previous checkpoints intact and never a half-written one.
+Nothing is ever unpickled: a tampered file fails its hash, a truncated one its hash
+or the safetensors header, and weights that do not fit the config are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from orchestrion import __version__
+from orchestrion.config import config_class, config_from_dict, config_kind, config_to_dict
+from orchestrion.errors import CheckpointError, ConfigError
+
+FORMAT = "orchestrion-checkpoint"
+FORMAT_VERSION = 1
+CHECKPOINTS_SUBDIR = "checkpoints"
+_STEP_DIR = re.compile(r"^step_(\d{8,})$")
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _flatten_state(value: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Replace tensors inside a nested structure by references into ``tensors``."""
+    if isinstance(value, torch.Tensor):
+        key = prefix or "root"
+        tensors[key] = value.detach().cpu().contiguous().clone()
+        return {"__tensor__": key}
+    if isinstance(value, dict):
+        return {"__dict__": [[k, _flatten_state(v, f"{prefix}/{k}", tensors)] for k, v in value.items()]}
+    if isinstance(value, (list, tuple)):
+        items = [_flatten_state(v, f"{prefix}/{i}", tensors) for i, v in enumerate(value)]
+        return {"__tuple__": items} if isinstance(value, tuple) else items
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot store {type(value).__name__} at {prefix!r} in a checkpoint")
+
+
+def _unflatten_state(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, dict):
+        if "__tensor__" in value:
+            return tensors[value["__tensor__"]]
+        if "__tuple__" in value:
+            return tuple(_unflatten_state(v, tensors) for v in value["__tuple__"])
+        # keys keep their type (optimizer state is keyed by int parameter ids)
+        return {k: _unflatten_state(v, tensors) for k, v in value["__dict__"]}
+    if isinstance(value, list):
+        return [_unflatten_state(v, tensors) for v in value]
+    return value
+
+
+def save_checkpoint(
+    ckpt_dir: str | Path,
+    *,
+    config: Any,
+    modules: dict[str, torch.nn.Module],
+    state: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint directory atomically and return its path.
+
+    ``config`` is a registered frozen dataclass (its kind is stored); ``modules`` maps
+    names to modules whose state_dicts are saved under ``"<name>."`` prefixes;
+    ``state`` is any nesting of dict/list/tuple/number/str/tensor (training state).
+    """
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=ckpt_dir.parent, prefix=f".{ckpt_dir.name}.tmp-"))
+    try:
+        weights: dict[str, torch.Tensor] = {}
+        module_keys: dict[str, list[str]] = {}
+        for name, module in modules.items():
+            sd = module.state_dict()
+            module_keys[name] = list(sd)
+            for key, tensor in sd.items():
+                weights[f"{name}.{key}"] = tensor.detach().cpu().contiguous().clone()
+        header = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "orchestrion_version": __version__,
+            "kind": config_kind(config),
+            "config": config_to_dict(config),
+            "modules": {name: len(keys) for name, keys in module_keys.items()},
+        }
+        (tmp / "config.json").write_text(json.dumps(header, indent=2, sort_keys=True) + "\n")
+        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": FORMAT})
+        files = ["config.json", "model.safetensors"]
+        if state is not None:
+            state_tensors: dict[str, torch.Tensor] = {}
+            tree = _flatten_state(state, "", state_tensors)
+            save_file(state_tensors, str(tmp / "state.safetensors"), metadata={"format": FORMAT})
+            (tmp / "state.json").write_text(json.dumps(tree) + "\n")
+            files += ["state.safetensors", "state.json"]
+        manifest = {
+            "files": {name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size} for name in files}
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        for name in [*files, "manifest.json"]:
+            _fsync_file(tmp / name)
+        _fsync_dir(tmp)
+        if ckpt_dir.exists():  # re-saving the same step: move the old one aside first
+            trash = Path(tempfile.mkdtemp(dir=ckpt_dir.parent, prefix=f".{ckpt_dir.name}.old-"))
+            os.replace(ckpt_dir, trash / "old")
+            os.replace(tmp, ckpt_dir)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, ckpt_dir)
+        _fsync_dir(ckpt_dir.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ckpt_dir
+
+
+def checkpoint_step_dirs(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoint directories under ``run_dir/checkpoints``, oldest first."""
+    root = Path(run_dir) / CHECKPOINTS_SUBDIR
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        match = _STEP_DIR.match(child.name)
+        if match and (child / "manifest.json").is_file():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory itself, or the latest complete one inside a run directory."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint or run directory")
+    if (path / "manifest.json").is_file():
+        return path
+    steps = checkpoint_step_dirs(path)
+    if steps:
+        return steps[-1][1]
+    if (path / "config.json").is_file():
+        raise CheckpointError(f"{path}: checkpoint is incomplete (manifest.json missing)")
+    raise CheckpointError(f"{path}: no checkpoint found (expected {CHECKPOINTS_SUBDIR}/step_* or manifest.json)")
+
+
+@dataclass
+class Checkpoint:
+    """A verified checkpoint: config rebuilt, weights loaded on the CPU."""
+
+    path: Path
+    kind: str
+    config: Any
+    weights: dict[str, torch.Tensor] = field(repr=False)
+    module_names: tuple[str, ...]
+
+    def module_state(self, name: str) -> dict[str, torch.Tensor]:
+        """The state_dict saved for module ``name``."""
+        if name not in self.module_names:
+            raise CheckpointError(f"{self.path}: no module {name!r} (has {list(self.module_names)})")
+        prefix = f"{name}."
+        return {k[len(prefix) :]: v for k, v in self.weights.items() if k.startswith(prefix)}
+
+    def load_into(self, name: str, module: torch.nn.Module) -> None:
+        """Load module ``name`` strictly, with a readable error for any mismatch."""
+        saved = self.module_state(name)
+        expected = module.state_dict()
+        missing = sorted(set(expected) - set(saved))
+        unexpected = sorted(set(saved) - set(expected))
+        wrong_shape = sorted(
+            f"{k}: checkpoint {tuple(saved[k].shape)} vs model {tuple(v.shape)}"
+            for k, v in expected.items()
+            if k in saved and saved[k].shape != v.shape
+        )
+        problems = []
+        if missing:
+            problems.append(f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            problems.append(f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+        if wrong_shape:
+            problems.append(f"shape mismatch {wrong_shape[:5]}")
+        if problems:
+            raise CheckpointError(
+                f"{self.path}: weights of module {name!r} do not match the model built from its config ("
+                + "; ".join(problems)
+                + ")"
+            )
+        module.load_state_dict(saved, strict=True)
+
+    def training_state(self) -> dict[str, Any]:
+        """The training state saved with the checkpoint (optimizers, step, RNG)."""
+        tensors_path = self.path / "state.safetensors"
+        tree_path = self.path / "state.json"
+        if not tensors_path.is_file() or not tree_path.is_file():
+            raise CheckpointError(f"{self.path}: holds weights only, no training state to resume from")
+        try:
+            tensors = load_file(str(tensors_path))
+            tree = json.loads(tree_path.read_text())
+        except (SafetensorError, json.JSONDecodeError, OSError) as error:
+            raise CheckpointError(f"{self.path}: training state unreadable ({error})") from error
+        return _unflatten_state(tree, tensors)
+
+
+def _verify_manifest(path: Path) -> None:
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+        files = manifest["files"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{path}: manifest.json unreadable ({error})") from error
+    for name, entry in files.items():
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"{path}: file {name} listed in the manifest is missing")
+        size = file.stat().st_size
+        if size != entry["bytes"]:
+            raise CheckpointError(
+                f"{path}: {name} is {size} bytes, the manifest says {entry['bytes']} (truncated or replaced)"
+            )
+        if _sha256(file) != entry["sha256"]:
+            raise CheckpointError(f"{path}: {name} does not match its sha256 in the manifest (modified)")
+
+
+def load_checkpoint(path: str | Path, expected_kind: str | None = None) -> Checkpoint:
+    """Open a checkpoint dir (or a run dir's latest checkpoint) after verifying it.
+
+    Raises :class:`CheckpointError` for a missing, truncated, tampered or foreign
+    checkpoint, or one of another kind than ``expected_kind``.
+    """
+    path = resolve_checkpoint(path)
+    _verify_manifest(path)
+    try:
+        header = json.loads((path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path}: config.json unreadable ({error})") from error
+    if header.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an orchestrion checkpoint")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {header.get('format_version')} is not supported "
+            f"(this orchestrion reads version {FORMAT_VERSION})"
+        )
+    kind = header["kind"]
+    if expected_kind is not None and kind != expected_kind:
+        raise CheckpointError(f"{path}: holds a {kind!r} model, expected {expected_kind!r}")
+    try:
+        config = config_from_dict(config_class(kind), header["config"])
+    except ConfigError as error:
+        raise CheckpointError(f"{path}: config.json does not describe a valid model: {error}") from error
+    try:
+        weights = load_file(str(path / "model.safetensors"))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{path}: model.safetensors unreadable ({error})") from error
+    names = tuple(header.get("modules", {}))
+    return Checkpoint(path=path, kind=kind, config=config, weights=weights, module_names=names)

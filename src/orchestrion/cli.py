@@ -1,0 +1,132 @@
+"""The `orchestrion` command: one Typer app, thin commands over library functions.
+
+Each concern owns its sub-app (``orchestrion.<area>.cli``); this module only mounts
+them. Heavy imports (torch, music21, ...) happen inside commands, so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+from rich.console import Console
+
+from orchestrion import __version__
+from orchestrion.errors import OrchestrionError
+
+console = Console(stderr=True)
+
+app = typer.Typer(
+    name="orchestrion",
+    help=(
+        "Music generation toolkit: Musika-style audio and SymphonyNet-style symbolic music.\n\n"
+        "Examples:\n\n"
+        "  orchestrion info\n\n"
+        "  orchestrion corpus list\n\n"
+        "  orchestrion render piece.mid piece.wav"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+# (module, attribute, name, kind): sub-apps are mounted as groups, functions as commands.
+_MOUNTS: list[tuple[str, str, str, str]] = [
+    ("orchestrion.musika.cli", "app", "musika", "group"),
+    ("orchestrion.symphony.cli", "app", "symphony", "group"),
+    ("orchestrion.corpora.cli", "app", "corpus", "group"),
+    ("orchestrion.evaluation.cli", "app", "evaluate", "group"),
+    ("orchestrion.audio.cli", "render", "render", "command"),
+]
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"orchestrion {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Music generation toolkit."""
+
+
+@app.command()
+def info() -> None:
+    """Print versions, torch threads, compute device and where bundled assets live.
+
+    Example:
+
+      orchestrion info
+    """
+    from orchestrion.system import system_info
+
+    for key, value in system_info().items():
+        typer.echo(f"{key:>18}: {value}")
+
+
+@app.command()
+def inspect(
+    checkpoint: str = typer.Argument(..., help="A checkpoint directory or a run directory (its latest checkpoint)."),
+) -> None:
+    """Verify a checkpoint and print its kind, step, config and parameter counts.
+
+    Examples:
+
+      orchestrion inspect runs/musika-l1
+
+      orchestrion inspect runs/musika-l1/checkpoints/step_00001000
+    """
+    import json
+
+    from orchestrion.checkpoint import load_checkpoint
+    from orchestrion.config import config_to_dict
+
+    ckpt = load_checkpoint(checkpoint)
+    typer.echo(f"checkpoint: {ckpt.path}")
+    typer.echo(f"kind:       {ckpt.kind}")
+    if (ckpt.path / "state.json").is_file():
+        typer.echo(f"step:       {ckpt.training_state()['step']}")
+    for name in ckpt.module_names:
+        count = sum(t.numel() for t in ckpt.module_state(name).values())
+        typer.echo(f"module:     {name} ({count:,} values)")
+    typer.echo(json.dumps(config_to_dict(ckpt.config), indent=2))
+
+
+def _mount() -> None:
+    for module_name, attribute, name, kind in _MOUNTS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name == module_name:
+                continue  # that area has no commands in this build
+            raise
+        target = getattr(module, attribute)
+        if kind == "group":
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
+
+
+_mount()
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one red line and exit code 2."""
+    try:
+        app()
+    except OrchestrionError as error:
+        console.print(f"[bold red]error:[/] {error}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Built-in corpora made offline from installed packages."""

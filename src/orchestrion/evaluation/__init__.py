@@ -1,0 +1,1 @@
+"""Evaluation: reconstruction quality, symbolic metrics, speed."""

@@ -1,0 +1,1 @@
+"""Musika-style waveform generation: spectrogram autoencoders and latent GAN."""

@@ -1,0 +1,1 @@
+"""Symbolic front end: MIDI I/O, MMR representation, Music BPE, token datasets."""

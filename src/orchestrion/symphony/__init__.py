@@ -1,0 +1,1 @@
+"""SymphonyNet-style symbolic generation: linear transformer with 3-D positions."""

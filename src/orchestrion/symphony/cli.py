@@ -1,0 +1,352 @@
+"""``orchestrion symphony``: MMR tokens, Music BPE and token datasets from the command line.
+
+Every command is a thin wrapper over :mod:`orchestrion.symbolic`; heavy imports happen inside
+the commands so that ``orchestrion --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from orchestrion.errors import DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import symusic
+
+    from orchestrion.symbolic.music_bpe import MusicBPE
+
+console = Console()
+
+app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help=(
+        "SymphonyNet-style symbolic music: MMR tokens, Music BPE, token datasets.\n\n"
+        "Examples:\n\n"
+        "  orchestrion symphony tokenize midis/ --out data/ --learn-bpe 700 --workers 4\n\n"
+        "  orchestrion symphony stats data/\n\n"
+        "  orchestrion symphony roundtrip in.mid out.mid --data data/"
+    ),
+)
+
+TOKENS_HELP = (
+    "Token file: .npy int array (steps, 4) [event, duration, track, instrument], or .txt of MMR strings "
+    "(4 per step, e.g. 'E5 r8 t0 xE'), or a dataset folder together with --piece."
+)
+
+
+def _load_bpe(bpe: Path | None, data: Path | None) -> MusicBPE | None:
+    """The merges named by --bpe, or those a dataset (--data) was made with."""
+    from orchestrion.symbolic.dataset import TokenDataset
+    from orchestrion.symbolic.music_bpe import MusicBPE
+
+    if bpe is not None and data is not None:
+        raise DataError("give either --bpe or --data, not both")
+    if bpe is not None:
+        return MusicBPE.load(bpe)
+    if data is not None:
+        return TokenDataset(data).bpe
+    return None
+
+
+def _read_tokens(source: Path, bpe: MusicBPE | None, piece: int | None) -> tuple[np.ndarray, MusicBPE | None]:
+    """Tokens from a token file, or piece ``piece`` of a dataset folder (whose merges then apply)."""
+    from orchestrion.symbolic.dataset import TokenDataset, load_token_file
+
+    if source.is_dir():
+        if piece is None:
+            raise DataError(f"{source}: a dataset folder needs --piece INDEX")
+        dataset = TokenDataset(source)
+        return dataset.piece(piece).astype("int32"), bpe if bpe is not None else dataset.bpe
+    if piece is not None:
+        raise DataError("--piece only applies to a dataset folder")
+    return load_token_file(source, bpe), bpe
+
+
+def _to_score(tokens: np.ndarray, bpe: MusicBPE | None, source: Path) -> symusic.Score:
+    """Expand Music BPE tokens if present, then decode MMR to a score."""
+    from orchestrion.symbolic import mmr
+    from orchestrion.symbolic.mmr_vocab import BASE_EVENT_VOCAB_SIZE
+
+    if (tokens[:, 0] >= BASE_EVENT_VOCAB_SIZE).any():
+        if bpe is None:
+            raise DataError(f"{source}: holds Music BPE tokens; name the merges with --bpe FILE or --data DIR")
+        tokens = bpe.decode(tokens)
+    return mmr.decode(tokens)
+
+
+@app.command()
+def tokenize(
+    midi_dir: Path = typer.Argument(..., help="Folder searched recursively for .mid/.midi files."),
+    out: Path = typer.Option(..., "--out", "-o", help="Dataset folder to create (or an unfinished one to resume)."),
+    bpe: Path | None = typer.Option(None, "--bpe", help="Apply these Music BPE merges (JSON from learn-bpe)."),
+    learn_bpe: int | None = typer.Option(None, "--learn-bpe", help="Learn N merges on this corpus, then apply them."),
+    workers: int = typer.Option(1, "--workers", "-j", help="Worker processes (1 = in-process)."),
+    shard_files: int = typer.Option(64, "--shard-files", help="Input files per shard (unit of work and restart)."),
+    sparse_merge: bool = typer.Option(True, "--sparse-merge/--no-sparse-merge",
+                                      help="Merge tracks with < 50 notes (§2.1, on for training corpora)."),
+) -> None:
+    """Encode a MIDI folder into a sharded, memory-mappable MMR / Music BPE token dataset.
+
+    Bad files are skipped and listed in DATA_DIR/report.jsonl. An interrupted run resumes when
+    the same command is run again: finished shards are not redone.
+
+    Example:
+
+      orchestrion symphony tokenize midis/ --out data/ --learn-bpe 700 --workers 4
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from orchestrion.symbolic.preprocess import TokenizeOptions, tokenize_corpus
+
+    options = TokenizeOptions(shard_files=shard_files, merge_sparse_tracks=sparse_merge)
+    with Progress(TextColumn("tokenizing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("files", total=None)
+        manifest = tokenize_corpus(
+            midi_dir, out, bpe=bpe, learn_bpe=learn_bpe, workers=workers, options=options,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    counts = manifest["counts"]
+    table = Table(title=f"dataset {out}")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for key in ("files_seen", "files_ok", "files_failed", "pieces", "steps", "notes"):
+        table.add_row(key.replace("_", " "), f"{counts[key]:,}")
+    if manifest["bpe"] is not None:
+        table.add_row("Music BPE merges", str(manifest["bpe"]["n_merges"]))
+        table.add_row("steps after / before BPE", f"{counts['compression']:.4f}")
+    console.print(table)
+    if counts["files_failed"]:
+        console.print(f"[yellow]{counts['files_failed']} file(s) skipped, reasons in {out / 'report.jsonl'}[/]")
+
+
+@app.command("learn-bpe")
+def learn_bpe_command(
+    source: Path = typer.Argument(..., help="A token dataset folder (plain MMR, or made with --learn-bpe) "
+                                            "or a folder of MIDI files."),
+    merges: int = typer.Option(..., "--merges", "-n", help="Number of merges to learn (reference: 700)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output JSON file."),
+    workers: int = typer.Option(1, "--workers", "-j", help="Worker processes for counting."),
+) -> None:
+    """Learn Music BPE merges (chord tokens) from a corpus and save them as JSON.
+
+    Example:
+
+      orchestrion symphony learn-bpe midis/ --merges 700 --out music_bpe.json
+    """
+    from orchestrion.symbolic.dataset import MANIFEST
+    from orchestrion.symbolic.music_bpe import MusicBPE
+    from orchestrion.symbolic.preprocess import MMR_SUBDIR, count_dataset_words, count_midi_words
+
+    if merges <= 0:
+        raise DataError(f"--merges must be positive, got {merges}")
+    if (source / MANIFEST).is_file():
+        mmr_dir = source / MMR_SUBDIR if (source / MMR_SUBDIR / MANIFEST).is_file() else source
+        table = count_dataset_words(mmr_dir, workers)
+    else:
+        with console.status("encoding MIDI files and counting note groups"):
+            table, failed = count_midi_words(source, workers)
+        if failed:
+            console.print(f"[yellow]{failed} file(s) could not be encoded and were skipped[/]")
+    with console.status(f"learning {merges} merges from {len(table.counts):,} distinct note groups"):
+        bpe = MusicBPE().learn(table, merges)
+    bpe.save(out)
+    names = bpe.event_names()
+    shown = Table(title=f"{bpe.n_merges} merges → {out} (first 10)")
+    for column in ("#", "token", "count"):
+        shown.add_column(column, justify="right" if column != "token" else "left")
+    for k, merge in enumerate(bpe.merges[:10]):
+        shown.add_row(str(k), names[bpe.base_event_vocab_size + k], f"{merge.count:,}")
+    console.print(shown)
+
+
+@app.command()
+def detokenize(
+    tokens: Path = typer.Argument(..., help=TOKENS_HELP),
+    out: Path = typer.Option(..., "--out", "-o", help="MIDI file to write."),
+    bpe: Path | None = typer.Option(None, "--bpe", help="Music BPE merges the tokens use."),
+    data: Path | None = typer.Option(None, "--data", help="Dataset whose merges the tokens use."),
+    piece: int | None = typer.Option(None, "--piece", help="Piece index when TOKENS is a dataset folder."),
+) -> None:
+    """Turn MMR / Music BPE tokens back into a MIDI file (480 ticks per quarter, velocity 90).
+
+    Example:
+
+      orchestrion symphony detokenize data/ --piece 0 --out piece0.mid
+    """
+    from orchestrion.symbolic.midi import save_midi
+
+    array, merges = _read_tokens(tokens, _load_bpe(bpe, data), piece)
+    score = _to_score(array, merges, tokens)
+    save_midi(score, out)
+    console.print(f"wrote {out}: {score.note_num():,} notes, {len(score.tracks)} tracks")
+
+
+@app.command()
+def roundtrip(
+    midi_in: Path = typer.Argument(..., help="Input MIDI file."),
+    midi_out: Path = typer.Argument(..., help="Output MIDI file: what the representation keeps."),
+    bpe: Path | None = typer.Option(None, "--bpe", help="Also pass through these Music BPE merges."),
+    data: Path | None = typer.Option(None, "--data", help="Also pass through this dataset's merges."),
+    tokens_out: Path | None = typer.Option(None, "--tokens", help="Also save the (BPE) tokens (.npy or .txt)."),
+    sparse_merge: bool = typer.Option(False, "--sparse-merge/--no-sparse-merge",
+                                      help="Apply the training corpus' sparse-track merge."),
+) -> None:
+    """MIDI → MMR → Music BPE → MMR → MIDI, printing how faithful each stage is.
+
+    Example:
+
+      orchestrion symphony roundtrip in.mid out.mid --data data/
+    """
+    import numpy as np
+
+    from orchestrion.symbolic import mmr
+    from orchestrion.symbolic.dataset import save_token_file
+    from orchestrion.symbolic.midi import load_midi, save_midi
+
+    merges = _load_bpe(bpe, data)
+    score = load_midi(midi_in)
+    piece = mmr.encode(score, merge_sparse_tracks=sparse_merge)
+    tokens = piece.tokens
+    merged = merges.apply(tokens) if merges is not None else tokens
+    restored = merges.decode(merged) if merges is not None else tokens
+    if tokens_out is not None:
+        save_token_file(tokens_out, merged, merges)
+    back = mmr.decode(restored)
+    save_midi(back, midi_out)
+    fidelity = mmr.fidelity(score, merge_sparse_tracks=sparse_merge)
+    reencoded = mmr.encode(back, merge_sparse_tracks=False).tokens
+
+    table = Table(title=f"{midi_in.name} → {midi_out}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("notes in the MIDI file", f"{piece.n_notes_in:,}")
+    table.add_row("notes kept by MMR", f"{piece.n_notes_kept:,}")
+    for reason, count in sorted(piece.dropped.items()):
+        table.add_row(f"  dropped: {reason}", f"{count:,}")
+    table.add_row("notes back exactly (pitch, program, onset, duration)",
+                  f"{fidelity.notes_exact:,} ({fidelity.exact_fraction:.1%})")
+    table.add_row("MMR steps", f"{len(tokens):,}")
+    if merges is not None:
+        table.add_row(f"Music BPE steps ({merges.n_merges} merges)",
+                      f"{len(merged):,} ({len(merged) / len(tokens):.3f})")
+        table.add_row("BPE decode == MMR tokens", "yes" if np.array_equal(restored, tokens) else "NO")
+    table.add_row("re-encoding the output gives the same tokens",
+                  "yes" if np.array_equal(reencoded, tokens) else "no")
+    console.print(table)
+
+
+@app.command()
+def stats(
+    data_dir: Path = typer.Argument(..., help="Token dataset folder."),
+    png: Path | None = typer.Option(None, "--png", help="Also save histograms as a PNG figure."),
+    bins: int = typer.Option(12, "--bins", help="Sequence-length histogram bins."),
+) -> None:
+    """Pieces, tokens, sequence lengths, Music BPE compression and instruments of a dataset.
+
+    Example:
+
+      orchestrion symphony stats data/ --png data_stats.png
+    """
+    import numpy as np
+
+    from orchestrion.symbolic.dataset import TokenDataset, dataset_stats
+    from orchestrion.symbolic.pianoroll import program_name
+
+    dataset = TokenDataset(data_dir)
+    summary = dataset_stats(dataset)
+    counts = dataset.manifest["counts"]
+    table = Table(title=f"dataset {data_dir}")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_row("files seen / ok / failed", f"{counts['files_seen']:,} / {counts['files_ok']:,} / "
+                                             f"{counts['files_failed']:,}")
+    table.add_row("pieces", f"{summary.pieces:,}")
+    table.add_row("steps (tokens)", f"{summary.steps:,}")
+    table.add_row("notes", f"{summary.notes:,}")
+    table.add_row("event vocabulary", f"{dataset.event_vocab_size:,}")
+    if dataset.bpe is not None:
+        table.add_row("Music BPE merges", f"{dataset.bpe.n_merges}")
+        table.add_row("steps before BPE", f"{summary.mmr_steps:,}")
+        table.add_row("compression (after / before)", f"{summary.compression:.4f}")
+    if summary.pieces:
+        lengths = summary.lengths
+        table.add_row("steps per piece min / median / max",
+                      f"{lengths.min():,} / {int(np.median(lengths)):,} / {lengths.max():,}")
+    console.print(table)
+
+    if summary.pieces:
+        counts_h, edges = np.histogram(summary.lengths, bins=bins)
+        hist = Table(title="sequence length (steps)")
+        hist.add_column("range", justify="right")
+        hist.add_column("pieces", justify="right")
+        hist.add_column("")
+        for n, lo, hi in zip(counts_h, edges[:-1], edges[1:], strict=True):
+            hist.add_row(f"{int(lo):,}-{int(hi):,}", str(n), "█" * round(30 * n / max(counts_h.max(), 1)))
+        console.print(hist)
+
+    used = np.flatnonzero(summary.instrument_notes)
+    order = used[np.argsort(-summary.instrument_notes[used], kind="stable")]
+    names = [program_name(int(p)) for p in order]
+    instruments = Table(title="instruments")
+    for column in ("program", "name", "tracks", "notes"):
+        instruments.add_column(column, justify="left" if column == "name" else "right")
+    for program, name in zip(order, names, strict=True):
+        instruments.add_row(str(program), name, f"{summary.instrument_tracks[program]:,}",
+                            f"{summary.instrument_notes[program]:,}")
+    console.print(instruments)
+
+    if png is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, (ax_len, ax_ins) = plt.subplots(1, 2, figsize=(12, 4.5))
+        ax_len.hist(summary.lengths, bins=bins, color="tab:blue")
+        ax_len.set_xlabel("steps per piece")
+        ax_len.set_ylabel("pieces")
+        ax_len.set_title("sequence length")
+        top = order[:20]
+        ax_ins.barh([names[i] for i in range(len(top))][::-1], summary.instrument_notes[top][::-1], color="tab:green")
+        ax_ins.set_xlabel("notes")
+        ax_ins.set_title("instruments (top 20)")
+        fig.tight_layout()
+        png.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(png, dpi=100)
+        plt.close(fig)
+        console.print(f"wrote {png}")
+
+
+@app.command()
+def pianoroll(
+    source: Path = typer.Argument(..., help="A .mid/.midi file, a token file (.npy/.txt) or a dataset folder."),
+    out: Path = typer.Argument(..., help="PNG file to write."),
+    bpe: Path | None = typer.Option(None, "--bpe", help="Music BPE merges the tokens use."),
+    data: Path | None = typer.Option(None, "--data", help="Dataset whose merges the tokens use."),
+    piece: int | None = typer.Option(None, "--piece", help="Piece index when SOURCE is a dataset folder."),
+) -> None:
+    """Draw a piano roll (one colour per track) of a MIDI file or of tokens.
+
+    Example:
+
+      orchestrion symphony pianoroll data/ roll.png --piece 3
+    """
+    from orchestrion.symbolic.midi import load_midi
+    from orchestrion.symbolic.pianoroll import plot_pianoroll
+
+    if source.suffix.lower() in (".mid", ".midi"):
+        score = load_midi(source)
+    else:
+        array, merges = _read_tokens(source, _load_bpe(bpe, data), piece)
+        score = _to_score(array, merges, source)
+    title = source.name if piece is None else f"{source.name} piece {piece}"
+    plot_pianoroll(score, out, title=title)
+    console.print(f"wrote {out}")

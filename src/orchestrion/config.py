@@ -10,14 +10,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
-import tempfile
 import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
 from orchestrion.errors import ConfigError
+from orchestrion.fileio import atomic_write_text
 
 T = TypeVar("T")
 
@@ -153,22 +152,6 @@ def config_kind(config: Any) -> str:
     if kind is None:
         raise ConfigError(f"{type(config).__name__} is not registered with @register_config")
     return kind
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` so that ``path`` holds either the old or the new content, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_config(config: Any, path: str | Path) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from orchestrion.fileio import atomic_path
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -43,13 +43,9 @@ def plot_loss_curves(metrics_path: str | Path, out_png: str | Path, max_panels: 
     for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     fig.tight_layout()
-    out_png = Path(out_png)
-    fd, tmp = tempfile.mkstemp(dir=out_png.parent, prefix=f".{out_png.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, out_png)
+        with atomic_path(out_png) as tmp:
+            fig.savefig(tmp, dpi=100)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
-    return out_png
+    return Path(out_png)

@@ -37,8 +37,9 @@ from orchestrion.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from orchestrion.config import atomic_write_text, config_to_dict
+from orchestrion.config import config_to_dict
 from orchestrion.errors import CheckpointError, ConfigError
+from orchestrion.fileio import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 LOSS_CURVE_FILE = "loss_curve.png"

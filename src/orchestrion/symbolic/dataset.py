@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrion.errors import DataError
+from orchestrion.fileio import atomic_path, atomic_write_text
 from orchestrion.symbolic.mmr_vocab import (
     INSTRUMENT_OFFSET,
     MMR_VOCAB_VERSION,
@@ -38,7 +39,7 @@ from orchestrion.symbolic.mmr_vocab import (
     from_strings,
     to_strings,
 )
-from orchestrion.symbolic.music_bpe import MusicBPE, atomic_write_text
+from orchestrion.symbolic.music_bpe import MusicBPE
 
 DATASET_FORMAT = "orchestrion-token-dataset"
 DATASET_FORMAT_VERSION = 1
@@ -103,16 +104,8 @@ class NpyRowWriter:
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
     """``np.save`` through a fsynced temp file and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array)
 
 
 def read_manifest(data_dir: str | Path) -> dict:

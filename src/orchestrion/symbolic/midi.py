@@ -12,7 +12,6 @@ All scores handled here are in ticks (``symusic.Score`` with ``ttype == "Tick"``
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import symusic
 from symusic.core import ScoreTick
 
 from orchestrion.errors import MidiError
+from orchestrion.fileio import atomic_write_bytes
 
 DEFAULT_MSPQ = 500_000  # MIDI default tempo: 120 quarter notes per minute, in microseconds per quarter
 _HEADER = b"MThd"
@@ -69,18 +69,7 @@ def save_midi(score: ScoreTick, path: str | os.PathLike[str]) -> Path:
     if score.ttype != "Tick":
         score = score.to("tick")
     data = score.dumps_midi()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, data)
 
 
 def list_tracks(score: ScoreTick) -> list[TrackInfo]:

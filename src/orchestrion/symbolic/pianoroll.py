@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from symusic.core import ScoreTick
 
 from orchestrion.errors import MidiError
+from orchestrion.fileio import atomic_write_bytes
 from orchestrion.symbolic.midi import ticks_to_seconds
 
 _MAX_BAR_LABELS = 24
@@ -23,20 +23,6 @@ def program_name(program: int, is_drum: bool = False) -> str:
     from pretty_midi import program_to_instrument_name  # GM name table; pretty_midi is a dependency
 
     return program_to_instrument_name(program)
-
-
-def _write_atomic(data: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def plot_pianoroll(
@@ -98,5 +84,5 @@ def plot_pianoroll(
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    _write_atomic(buf.getvalue(), out_png)
+    atomic_write_bytes(out_png, buf.getvalue())
     return out_png

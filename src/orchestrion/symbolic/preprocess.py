@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrion.errors import DataError, OrchestrionError
+from orchestrion.fileio import atomic_write_text
 from orchestrion.symbolic.dataset import (
     BPE_FILE,
     DATASET_FORMAT,
@@ -44,7 +45,7 @@ from orchestrion.symbolic.mmr_vocab import (
     MMRVocab,
     is_single_pitch,
 )
-from orchestrion.symbolic.music_bpe import MusicBPE, WordTable, atomic_write_text, count_word_table
+from orchestrion.symbolic.music_bpe import MusicBPE, WordTable, count_word_table
 
 MIDI_SUFFIXES = frozenset({".mid", ".midi"})
 PLAN = "plan.json"
@@ -216,7 +217,7 @@ def _run_jobs(
     out_dir: Path, jobs: Sequence, worker: Callable[..., dict], workers: int, on_shard: Callable[[dict], None]
 ) -> list[dict]:
     """Run the unfinished ``jobs`` (in-process for ``workers <= 1``); summaries in job order."""
-    for stale in out_dir.glob(".shard-*.tmp"):  # half-written files of a killed run
+    for stale in out_dir.glob(".shard-*.tmp*"):  # half-written files of a killed run
         stale.unlink()
     done = _read_progress(out_dir)
     for job in jobs:

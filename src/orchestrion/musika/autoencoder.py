@@ -1,0 +1,250 @@
+"""Musika's two-level spectrogram autoencoder (spec musika.md §3-4), 22.05 kHz reference sizes.
+
+Layout everywhere: (B, channels, frames). Spectrograms are (B, 513 bins, K frames), level-1 latents
+(B, 128, K), level-2 latents (B, 64, K / 8) for techno or (B, 32, K / 16) for piano.
+
+    waveform --STFT--> (B, 513, K) --Enc1--> (B, 128, K) --Enc2--> (B, 64, K/8)
+    (B, 64, 8) --Dec2--> (B, 128, 64) --Dec1--> magnitude, phase (B, 513, 64) --iSTFT--> waveform
+
+Modules read top to bottom like the paper's figure: encoders, decoders, then the per-level
+wrappers that handle windowing. The models are pure (no I/O); see :mod:`orchestrion.musika.codec`
+for arbitrary-length audio and latent files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor, nn
+
+from orchestrion.audio.spectral import features_to_wave, wave_to_features
+from orchestrion.musika.config import Level1Config, Level2Config
+from orchestrion.musika.layers import ConvBlock, he_uniform_, merge_windows, split_windows
+
+# ---------------------------------------------------------------------------------------------
+# Level 1: one STFT frame <-> one latent
+# ---------------------------------------------------------------------------------------------
+
+
+class Level1Encoder(nn.Module):
+    """Enc1: (B, 513, T) -> (B, 128, T) in (-1, 1), purely frame-wise (every kernel 1, no padding)."""
+
+    def __init__(self, config: Level1Config) -> None:
+        super().__init__()
+        self.config = config
+        blocks, channels = [], config.n_bins
+        for width in config.encoder_channels:
+            blocks.append(
+                ConvBlock(
+                    channels, width, 1, padding="valid", bn_momentum=config.bn_momentum, bn_eps=config.bn_eps
+                )
+            )
+            channels = width
+        self.blocks = nn.Sequential(*blocks)  # (B, 513, T) -> (B, 768, T)
+        self.out = nn.Conv1d(channels, config.latent_dim, 1)  # -> (B, 128, T)
+        he_uniform_(self)
+
+    def forward(self, features: Tensor) -> Tensor:
+        return torch.tanh(self.out(self.blocks(features)))
+
+
+class Level1Decoder(nn.Module):
+    """Dec1, the U-Net of spec §3.2: latents (B, 128, 64) -> magnitude, phase (B, 513, 64) in [-1, 1].
+
+    Down path g0 (1x1) and g1..g3 (k3/s2, TF "same"); up path of k4/s2 transposed convs, each adding
+    the skip of matching width; a 1x1 "h" block and a plain 1x1 output conv, clipped to [-1, 1].
+    Output channels 0..512 are normalised log-power, 513..1025 phase/π. In phase-1 mode
+    (``with_phase=False``) only the magnitude half exists and ``forward`` returns ``(magnitude, None)``.
+    """
+
+    def __init__(self, config: Level1Config) -> None:
+        super().__init__()
+        self.config = config
+        widths = config.decoder_channels
+
+        def block(cin: int, cout: int, kernel: int, stride: int = 1, transposed: bool = False) -> ConvBlock:
+            return ConvBlock(
+                cin, cout, kernel, stride, transposed=transposed, noise=config.noise,
+                bn_momentum=config.bn_momentum, bn_eps=config.bn_eps,
+            )
+
+        self.stem = block(config.latent_dim, widths[0], 1)  # g0: (B, 768, 64)
+        # g1..g3: (B, 512, 32), (B, 384, 16), (B, 320, 8)
+        self.down = nn.ModuleList(block(widths[i - 1], widths[i], 3, 2) for i in range(1, len(widths)))
+        # u3, u2, u1: (B, 384, 16), (B, 512, 32), (B, 768, 64); each input is (previous up + skip)
+        self.up = nn.ModuleList(
+            block(widths[i], widths[i - 1], 4, 2, transposed=True) for i in range(len(widths) - 1, 0, -1)
+        )
+        self.head = block(widths[0], config.decoder_head_channels, 1)  # h: (B, 1280, 64)
+        out_bins = config.n_bins * (2 if config.with_phase else 1)
+        self.out = nn.Conv1d(config.decoder_head_channels, out_bins, 1)  # (B, 1026, 64)
+        he_uniform_(self)
+
+    @property
+    def with_phase(self) -> bool:
+        return self.config.with_phase
+
+    def enable_phase(self) -> None:
+        """Phase-1 -> phase-2 decoder: add 513 freshly initialised phase channels to the output conv.
+
+        The magnitude half keeps its weights, so the magnitude output is unchanged (spec §3.2
+        [PROPOSED]). ``self.config`` becomes the ``with_phase=True`` config to save with the weights.
+        """
+        if self.with_phase:
+            return
+        old = self.out
+        new = nn.Conv1d(old.in_channels, 2 * old.out_channels, 1).to(old.weight.device, old.weight.dtype)
+        he_uniform_(new)
+        with torch.no_grad():
+            new.weight[: old.out_channels].copy_(old.weight)
+            new.bias[: old.out_channels].copy_(old.bias)
+        self.out = new
+        self.config = dataclasses.replace(self.config, with_phase=True)
+
+    def forward(self, latents: Tensor) -> tuple[Tensor, Tensor | None]:
+        skips = [self.stem(latents)]
+        for down in self.down:
+            skips.append(down(skips[-1]))
+        x = skips.pop()  # deepest feature g3
+        for up in self.up:
+            x = up(x) + skips.pop()  # u3 + g2, u2 + g1, u1 + g0
+        out = torch.clamp(self.out(self.head(x)), -1.0, 1.0)
+        n_bins = self.config.n_bins
+        if not self.with_phase:
+            return out, None
+        return out[:, :n_bins], out[:, n_bins:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Level 2: `ratio` level-1 latents <-> one level-2 latent
+# ---------------------------------------------------------------------------------------------
+
+
+class Level2Encoder(nn.Module):
+    """Enc2: level-1 latents (B, 128, n·ratio) -> (B, 64, n) in (-1, 1).
+
+    The sequence is cut into n non-overlapping chunks of ``ratio`` frames stacked on the batch axis;
+    valid (unpadded) convs collapse each chunk to one vector, so output t depends only on input
+    frames [t·ratio, (t+1)·ratio).
+    """
+
+    def __init__(self, config: Level2Config) -> None:
+        super().__init__()
+        self.config = config
+        blocks, channels = [], config.input_dim
+        layers = zip(config.encoder_channels, config.encoder_kernels, config.encoder_strides, strict=True)
+        for width, kernel, stride in layers:  # techno: T 8 -> 8, 6, 4, 4, 2, 1
+            blocks.append(
+                ConvBlock(
+                    channels, width, kernel, stride, padding="valid",
+                    bn_momentum=config.bn_momentum, bn_eps=config.bn_eps,
+                )
+            )
+            channels = width
+        self.blocks = nn.Sequential(*blocks)
+        self.out = nn.Conv1d(channels, config.latent_dim, 1)  # (B·n, 64, 1)
+        he_uniform_(self)
+
+    def forward(self, latents: Tensor) -> Tensor:
+        batch = latents.shape[0]
+        chunks = split_windows(latents, self.config.ratio)  # (B·n, 128, ratio)
+        codes = torch.tanh(self.out(self.blocks(chunks)))  # (B·n, 64, 1)
+        return merge_windows(codes, batch)  # (B, 64, n)
+
+
+class Level2Decoder(nn.Module):
+    """Dec2: level-2 latents (B, 64, 8) -> level-1 latents (B, 128, 64) in (-1, 1) (piano: (B, 32, 4)).
+
+    Conv (stride 1, TF "same": k4 pads 1 left / 2 right) and k4/s2 transposed-conv blocks with noise,
+    BN and swish, no skips; a 1x1 conv + tanh at the end.
+    """
+
+    def __init__(self, config: Level2Config) -> None:
+        super().__init__()
+        self.config = config
+        blocks, channels = [], config.latent_dim
+        layers = zip(config.decoder_channels, config.decoder_kernels, config.decoder_strides, strict=True)
+        for width, kernel, stride in layers:  # techno: T 8 -> 8, 16, 32, 32, 64
+            blocks.append(
+                ConvBlock(
+                    channels, width, kernel, stride, transposed=stride > 1, noise=config.noise,
+                    bn_momentum=config.bn_momentum, bn_eps=config.bn_eps,
+                )
+            )
+            channels = width
+        self.blocks = nn.Sequential(*blocks)
+        self.out = nn.Conv1d(channels, config.input_dim, 1)  # (B, 128, 64)
+        he_uniform_(self)
+
+    def forward(self, latents: Tensor) -> Tensor:
+        return torch.tanh(self.out(self.blocks(latents)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Wrappers: windowing for sequences longer than one decoder window
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_frames(frames: int, window: int, what: str) -> None:
+    if frames == 0 or frames % window:
+        raise ValueError(f"{what}: {frames} frames is not a positive multiple of the {window}-frame window")
+
+
+class Level1Autoencoder(nn.Module):
+    """Enc1 + Dec1 with window handling. Attributes ``encoder`` and ``decoder``."""
+
+    def __init__(self, config: Level1Config) -> None:
+        super().__init__()
+        self.encoder = Level1Encoder(config)
+        self.decoder = Level1Decoder(config)
+
+    @property
+    def config(self) -> Level1Config:
+        return self.decoder.config  # follows enable_phase()
+
+    def encode(self, features: Tensor) -> Tensor:
+        """Normalised log-power (B, 513, K) -> latents (B, 128, K); any K (frame-wise)."""
+        return self.encoder(features)
+
+    def encode_wave(self, wave: Tensor) -> Tensor:
+        """Waveform (B, L) at 22.05 kHz -> latents (B, 128, floor((L - 1024) / 256) + 1)."""
+        return self.encoder(wave_to_features(wave))
+
+    def decode(self, latents: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Latents (B, 128, n·64) -> magnitude, phase (B, 513, n·64); windows decoded as one batch.
+
+        Phase is None for a phase-1 decoder.
+        """
+        batch, window = latents.shape[0], self.config.window_frames
+        _check_frames(latents.shape[-1], window, "Level1Autoencoder.decode")
+        magnitude, phase = self.decoder(split_windows(latents, window))
+        return merge_windows(magnitude, batch), None if phase is None else merge_windows(phase, batch)
+
+    def decode_to_wave(self, latents: Tensor) -> Tensor:
+        """Latents (B, 128, K = n·64) -> waveform (B, 256·K + 768), one iSTFT over the whole sequence."""
+        magnitude, phase = self.decode(latents)
+        if phase is None:
+            raise ValueError("the level-1 decoder has no phase output (phase-1 mode); call enable_phase()")
+        return features_to_wave(magnitude, phase)
+
+
+class Level2Autoencoder(nn.Module):
+    """Enc2 + Dec2 with window handling. Attributes ``encoder`` and ``decoder``."""
+
+    def __init__(self, config: Level2Config) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = Level2Encoder(config)
+        self.decoder = Level2Decoder(config)
+
+    def encode(self, latents: Tensor) -> Tensor:
+        """Level-1 latents (B, 128, n·ratio) -> level-2 latents (B, 64, n)."""
+        _check_frames(latents.shape[-1], self.config.ratio, "Level2Autoencoder.encode")
+        return self.encoder(latents)
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """Level-2 latents (B, 64, m·8) -> level-1 latents (B, 128, m·64); windows decoded as one batch."""
+        batch, window = latents.shape[0], self.config.decoder_input_frames
+        _check_frames(latents.shape[-1], window, "Level2Autoencoder.decode")
+        return merge_windows(self.decoder(split_windows(latents, window)), batch)

@@ -1,0 +1,178 @@
+"""Configs of Musika's two autoencoder levels (spec musika.md §3-4), as frozen dataclasses.
+
+Defaults are the 22.05 kHz reference sizes; smaller models are one argument away::
+
+    Level1Config()                   # universal level-1 AE of the reference (513 bins -> 128 dims)
+    Level1Config.preset("debug")     # tiny widths, builds in milliseconds (tests)
+    Level2Config.preset("techno")    # ratio 8, 64 dims (reference)
+    Level2Config.preset("piano")     # ratio 16, 32 dims (paper; layers [PROPOSED], spec §4.3)
+
+Convolution stacks are written as parallel flat tuples (channels, kernels, strides) so the JSON
+form stays readable and the strict loader of :mod:`orchestrion.config` can check every value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrion.audio.spectral import HOP, N_BINS, SAMPLE_RATE
+from orchestrion.config import register_config
+from orchestrion.errors import ConfigError
+
+
+def _valid_length(length: int, kernel: int, stride: int) -> int:
+    return (length - kernel) // stride + 1
+
+
+@register_config("musika.level1")
+@dataclass(frozen=True)
+class Level1Config:
+    """Level-1 autoencoder: one STFT frame (513 bins) <-> one latent vector (spec §3)."""
+
+    n_bins: int = N_BINS  # spectrogram bins = encoder input channels
+    latent_dim: int = 128  # level-1 latent channels, tanh-bounded
+    # Enc1 block widths, kernel 1 each (frame-wise), then a 1x1 conv to latent_dim + tanh.
+    encoder_channels: tuple[int, ...] = (544, 576, 640, 704, 768)
+    # Dec1 U-Net widths g0..g3 (3h, 2h, 1.5h, 1.25h with h = hop = 256): g0 is a 1x1 conv, each later
+    # one a k3/s2 conv. The up path mirrors them (u3 -> width of g2, u2 -> g1, u1 -> g0) so the
+    # skips are additions, as in spec §3.2.
+    decoder_channels: tuple[int, ...] = (768, 512, 384, 320)
+    decoder_head_channels: int = 1280  # "h" block (5h) before the output conv
+    window_frames: int = 64  # Dec1 works on windows of 64 latent frames (0.743 s)
+    with_phase: bool = True  # False = phase-1 decoder (magnitude only, spec §5.1)
+    noise: bool = True  # AddNoise in decoder blocks (learned scale, starts at 0)
+    bn_momentum: float = 0.01  # PyTorch convention; Keras momentum 0.99
+    bn_eps: float = 1e-3  # Keras default
+
+    def __post_init__(self) -> None:
+        if len(self.decoder_channels) < 2:
+            raise ConfigError("Level1Config.decoder_channels needs at least 2 widths (g0 and one down stage)")
+        factor = 2 ** (len(self.decoder_channels) - 1)
+        if self.window_frames % factor:
+            raise ConfigError(
+                f"Level1Config.window_frames={self.window_frames} must be a multiple of {factor} "
+                f"(the decoder halves time {len(self.decoder_channels) - 1} times)"
+            )
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> Level1Config:
+        """A named config: ``"default"`` (reference size) or ``"debug"`` (tiny); fields overridable."""
+        presets = {
+            "default": {},
+            "debug": {
+                "latent_dim": 16,
+                "encoder_channels": (24, 24),
+                "decoder_channels": (24, 20, 16, 16),
+                "decoder_head_channels": 32,
+            },
+        }
+        if name not in presets:
+            raise ConfigError(f"unknown level-1 preset {name!r}; choose from {sorted(presets)}")
+        return cls(**{**presets[name], **overrides})
+
+    @property
+    def hop(self) -> int:
+        """Samples per level-1 latent frame (256)."""
+        return HOP
+
+    @property
+    def frames_per_second(self) -> float:
+        """Level-1 latent frames per second at 22.05 kHz (86.13)."""
+        return SAMPLE_RATE / HOP
+
+
+@register_config("musika.level2")
+@dataclass(frozen=True)
+class Level2Config:
+    """Level-2 autoencoder: ``ratio`` level-1 latents <-> one level-2 vector (spec §4).
+
+    The encoder runs valid (unpadded) convolutions on independent chunks of ``ratio`` frames; the
+    decoder maps ``window_frames // ratio`` level-2 vectors to one Dec1 window of level-1 latents.
+    """
+
+    input_dim: int = 128  # level-1 latent dim
+    latent_dim: int = 64  # level-2 latent dim
+    ratio: int = 8  # level-1 frames per level-2 frame
+    # Enc2 blocks (conv + BN + swish, valid padding) then a 1x1 conv to latent_dim + tanh.
+    encoder_channels: tuple[int, ...] = (256, 512, 640, 640, 768, 768)
+    encoder_kernels: tuple[int, ...] = (1, 3, 3, 1, 3, 2)
+    encoder_strides: tuple[int, ...] = (1, 1, 1, 1, 1, 1)
+    # Dec2 blocks ("same" padding, noise + BN + swish): stride 1 = conv, stride 2 = transposed conv (k4);
+    # then a 1x1 conv to input_dim + tanh.
+    decoder_channels: tuple[int, ...] = (768, 768, 640, 512, 384)
+    decoder_kernels: tuple[int, ...] = (4, 4, 4, 4, 4)
+    decoder_strides: tuple[int, ...] = (1, 2, 2, 1, 2)
+    window_frames: int = 64  # level-1 frames produced per decoder call (one Dec1 window)
+    noise: bool = True
+    bn_momentum: float = 0.01
+    bn_eps: float = 1e-3
+
+    def __post_init__(self) -> None:
+        enc = (self.encoder_channels, self.encoder_kernels, self.encoder_strides)
+        dec = (self.decoder_channels, self.decoder_kernels, self.decoder_strides)
+        if len({len(t) for t in enc}) != 1 or len({len(t) for t in dec}) != 1:
+            raise ConfigError("Level2Config: channels/kernels/strides tuples must have equal lengths")
+        length = self.ratio
+        for kernel, stride in zip(self.encoder_kernels, self.encoder_strides, strict=True):
+            # every input frame must be used: no frame may fall off the end of a strided valid conv
+            if length < kernel or (length - kernel) % stride:
+                raise ConfigError(
+                    f"Level2Config: encoder layer k={kernel} s={stride} does not tile {length} frames exactly"
+                )
+            length = _valid_length(length, kernel, stride)
+        if length != 1:
+            raise ConfigError(f"Level2Config: encoder reduces a chunk of {self.ratio} frames to {length}, not 1")
+        if any(s not in (1, 2) for s in self.decoder_strides):
+            raise ConfigError("Level2Config: decoder strides must be 1 (conv) or 2 (transposed conv)")
+        upsampling = 2 ** sum(s == 2 for s in self.decoder_strides)
+        if upsampling != self.ratio:
+            raise ConfigError(f"Level2Config: decoder up-samples by {upsampling}, ratio is {self.ratio}")
+        if self.window_frames % self.ratio:
+            raise ConfigError(f"Level2Config: window_frames={self.window_frames} not a multiple of {self.ratio}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> Level2Config:
+        """``"techno"`` (reference: ratio 8, 64 dims), ``"piano"`` (ratio 16, 32 dims) or ``"debug"``.
+
+        Piano [PROPOSED] (spec §4.3): the chunk of 16 frames is first merged pairwise by a valid
+        k2/s2 conv (16 -> 8), then the techno stack collapses 8 -> 1; the decoder gets one extra
+        transposed-conv stage (4 level-2 frames -> 64 level-1 frames). A single extra valid k3 conv
+        would only absorb 2 of the 8 extra frames, so the stride is what makes the chunk collapse.
+        """
+        presets = {
+            "techno": {},
+            "piano": {
+                "latent_dim": 32,
+                "ratio": 16,
+                "encoder_channels": (256, 384, 512, 640, 640, 768, 768),
+                "encoder_kernels": (1, 2, 3, 3, 1, 3, 2),
+                "encoder_strides": (1, 2, 1, 1, 1, 1, 1),
+                "decoder_channels": (768, 768, 768, 640, 512, 384),
+                "decoder_kernels": (4, 4, 4, 4, 4, 4),
+                "decoder_strides": (1, 2, 2, 2, 1, 2),
+            },
+            "debug": {
+                "input_dim": 16,
+                "latent_dim": 8,
+                "encoder_channels": (16, 16, 16, 16, 16, 16),
+                "decoder_channels": (16, 16, 16, 16, 16),
+            },
+        }
+        if name not in presets:
+            raise ConfigError(f"unknown level-2 preset {name!r}; choose from {sorted(presets)}")
+        return cls(**{**presets[name], **overrides})
+
+    @property
+    def decoder_input_frames(self) -> int:
+        """Level-2 frames per decoder window (8 techno, 4 piano)."""
+        return self.window_frames // self.ratio
+
+    @property
+    def hop(self) -> int:
+        """Audio samples per level-2 frame (2048 techno, 4096 piano)."""
+        return HOP * self.ratio
+
+    @property
+    def frames_per_second(self) -> float:
+        """Level-2 frames per second at 22.05 kHz (10.77 techno, 5.38 piano)."""
+        return SAMPLE_RATE / self.hop

@@ -1,0 +1,316 @@
+"""Musika autoencoders (spec musika.md §3-4, acceptance A4-A9), parametrised over presets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from orchestrion.audio.spectral import SAMPLE_RATE, samples_for_frames, spectral_frames
+from orchestrion.config import config_from_dict, config_to_dict
+from orchestrion.errors import ConfigError
+from orchestrion.musika.autoencoder import (
+    Level1Autoencoder,
+    Level1Decoder,
+    Level1Encoder,
+    Level2Autoencoder,
+    Level2Decoder,
+    Level2Encoder,
+)
+from orchestrion.musika.config import Level1Config, Level2Config
+from orchestrion.musika.layers import AddNoise, ConvBlock, configure_noise, split_windows
+
+LEVEL1_PRESETS = ["debug", "default"]
+LEVEL2_PRESETS = ["debug", "techno", "piano"]
+
+
+def _level1(preset: str) -> Level1Autoencoder:
+    torch.manual_seed(0)
+    return Level1Autoencoder(Level1Config.preset(preset)).eval()
+
+
+def _level2(preset: str) -> Level2Autoencoder:
+    torch.manual_seed(0)
+    return Level2Autoencoder(Level2Config.preset(preset)).eval()
+
+
+def _receptive_field(module: nn.Module) -> int:
+    """Receptive field in frames of a chain of stride-1/strided convs, read off the module list."""
+    field, jump = 1, 1
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv1d):
+            field += (layer.kernel_size[0] - 1) * jump
+            jump *= layer.stride[0]
+    return field
+
+
+def _assert_no_padding(encoder: nn.Module) -> None:
+    for layer in encoder.modules():
+        if isinstance(layer, nn.Conv1d):
+            assert layer.padding == (0,)
+        if isinstance(layer, ConvBlock):
+            assert layer.pad == (0, 0)
+        assert not isinstance(layer, (nn.ConstantPad1d, nn.ReflectionPad1d, nn.ReplicationPad1d))
+
+
+# --- rates and sizes (A6, A9) -------------------------------------------------------------------
+
+
+def test_level1_rate_a6() -> None:
+    config = Level1Config()
+    assert config.hop == 256 and config.latent_dim == 128
+    assert config.frames_per_second == pytest.approx(86.13, abs=0.005)
+    seconds = 600
+    frames = spectral_frames(seconds * SAMPLE_RATE)
+    # one latent per 256 samples, not the paper's printed 190.22 Hz
+    assert frames == (seconds * SAMPLE_RATE - 1024) // 256 + 1 == 51676
+    assert frames / seconds == pytest.approx(86.13, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("preset", "hop", "rate", "dim"), [("techno", 2048, 10.77, 64), ("piano", 4096, 5.38, 32)]
+)
+def test_level2_rates_a9(preset: str, hop: int, rate: float, dim: int) -> None:
+    config = Level2Config.preset(preset)
+    assert (config.hop, config.latent_dim) == (hop, dim)
+    assert config.frames_per_second == pytest.approx(rate, abs=0.005)
+    assert config.decoder_input_frames * config.ratio == 64
+
+
+def test_level2_techno_decodes_256_frames_to_23_8_seconds_a9() -> None:
+    level1, level2 = _level1("default"), _level2("techno")
+    with torch.inference_mode():
+        level1_latents = level2.decode(torch.rand(1, 64, 256) * 2 - 1)
+        wave = level1.decode_to_wave(level1_latents)
+    assert level1_latents.shape == (1, 128, 2048)
+    assert wave.shape == (1, 256 * 2048 + 768) == (1, samples_for_frames(2048))
+    assert (wave.shape[-1] - 768) / SAMPLE_RATE == pytest.approx(23.78, abs=0.005)
+
+
+@pytest.mark.parametrize("preset", LEVEL2_PRESETS)
+def test_audio_clip_frame_counts(preset: str) -> None:
+    """A 22.05 kHz clip of T seconds -> floor((L - 1024)/256) + 1 level-1 and that // ratio level-2 frames."""
+    level1, level2 = _level1("debug"), _level2(preset)
+    if level2.config.input_dim != level1.config.latent_dim:
+        level1 = Level1Autoencoder(Level1Config.preset("debug", latent_dim=level2.config.input_dim)).eval()
+    seconds = 3
+    wave = 0.1 * torch.randn(2, seconds * SAMPLE_RATE)
+    with torch.inference_mode():
+        z = level1.encode_wave(wave)
+        usable = z.shape[-1] // level2.config.ratio * level2.config.ratio
+        y = level2.encode(z[..., :usable])
+    assert z.shape == (2, level1.config.latent_dim, 255)  # (66150 - 1024) // 256 + 1
+    assert y.shape == (2, level2.config.latent_dim, 255 // level2.config.ratio)
+
+
+# --- level 1 (A4, A5) -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", LEVEL1_PRESETS)
+def test_level1_encoder_a4(preset: str) -> None:
+    model = _level1(preset)
+    features = torch.rand(2, 513, 128) * 2 - 1
+    with torch.inference_mode():
+        latents = model.encode(features)
+        windows = split_windows(latents, 64)
+        assert windows.shape == (4, model.config.latent_dim, 64)
+        assert latents.abs().max() < 1
+        # frame-wise: changing spectrogram frame t changes latent t only
+        perturbed = features.clone()
+        perturbed[:, :, 37] += 0.5
+        changed = (model.encode(perturbed) != latents).any(dim=(0, 1))
+    assert changed.nonzero().flatten().tolist() == [37]
+    _assert_no_padding(model.encoder)
+    assert _receptive_field(model.encoder) == 1
+    assert all(layer.kernel_size == (1,) for layer in model.encoder.modules() if isinstance(layer, nn.Conv1d))
+
+
+@pytest.mark.parametrize("preset", LEVEL1_PRESETS)
+def test_level1_decoder_a5(preset: str) -> None:
+    model = _level1(preset)
+    configure_noise(model, enabled=False)
+    latents = torch.rand(3, model.config.latent_dim, 64) * 2 - 1
+    with torch.inference_mode():
+        magnitude, phase = model.decoder(latents)
+    assert magnitude.shape == phase.shape == (3, 513, 64)
+    for out in (magnitude, phase):
+        assert out.min() >= -1 and out.max() <= 1
+        assert out.std() > 0
+
+
+def test_level1_decoder_clips_to_unit_range() -> None:
+    model = _level1("debug")
+    with torch.no_grad():
+        model.decoder.out.bias.fill_(5.0)
+        magnitude, phase = model.decoder(torch.zeros(1, 16, 64))
+    assert torch.all(magnitude == 1.0) and torch.all(phase == 1.0)
+
+
+def test_level1_decoder_window_layout() -> None:
+    model = _level1("debug")
+    configure_noise(model, enabled=False)
+    latents = torch.rand(2, 16, 192) * 2 - 1
+    with torch.inference_mode():
+        magnitude, phase = model.decode(latents)
+        # the second window of batch item 1 equals decoding that window alone (no cross-window context)
+        alone, alone_phase = model.decoder(latents[1:2, :, 64:128])
+    assert magnitude.shape == phase.shape == (2, 513, 192)
+    torch.testing.assert_close(magnitude[1:2, :, 64:128], alone)
+    torch.testing.assert_close(phase[1:2, :, 64:128], alone_phase)
+    with pytest.raises(ValueError, match="multiple of the 64-frame window"):
+        model.decode(latents[..., :100])
+
+
+@pytest.mark.parametrize("preset", LEVEL1_PRESETS)
+def test_enable_phase_keeps_magnitude(preset: str) -> None:
+    torch.manual_seed(0)
+    decoder = Level1Decoder(Level1Config.preset(preset, with_phase=False)).eval()
+    configure_noise(decoder, enabled=False)
+    latents = torch.rand(2, decoder.config.latent_dim, 64) * 2 - 1
+    with torch.inference_mode():
+        magnitude, phase = decoder(latents)
+    assert magnitude.shape == (2, 513, 64) and phase is None
+    decoder.enable_phase()
+    assert decoder.config.with_phase and decoder.out.out_channels == 1026
+    with torch.inference_mode():
+        magnitude2, phase2 = decoder(latents)
+    assert torch.equal(magnitude, magnitude2)
+    assert phase2.shape == (2, 513, 64) and phase2.std() > 0
+
+
+def test_phase1_decoder_cannot_make_waves() -> None:
+    model = Level1Autoencoder(Level1Config.preset("debug", with_phase=False)).eval()
+    with pytest.raises(ValueError, match="enable_phase"):
+        model.decode_to_wave(torch.zeros(1, 16, 64))
+
+
+# --- level 2 (A7, A8) -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", LEVEL2_PRESETS)
+def test_level2_encoder_a7(preset: str) -> None:
+    model = _level2(preset)
+    config = model.config
+    latents = torch.rand(2, config.input_dim, 128) * 2 - 1
+    with torch.inference_mode():
+        codes = model.encode(latents)
+        assert codes.shape == (2, config.latent_dim, 128 // config.ratio)
+        assert codes.abs().max() < 1
+        windows = split_windows(codes, config.decoder_input_frames)
+        assert windows.shape == (2 * 128 // 64, config.latent_dim, config.decoder_input_frames)
+        for frame in (config.ratio, config.ratio - 1, 77):  # frame 8 -> output 1 only, frame 7 -> output 0
+            perturbed = latents.clone()
+            perturbed[:, :, frame] -= 0.3
+            changed = (model.encode(perturbed) != codes).any(dim=(0, 1))
+            assert changed.nonzero().flatten().tolist() == [frame // config.ratio]
+    _assert_no_padding(model.encoder)
+    assert _receptive_field(model.encoder) == config.ratio
+
+
+@pytest.mark.parametrize("preset", LEVEL2_PRESETS)
+def test_level2_decoder_a8(preset: str) -> None:
+    model = _level2(preset)
+    config = model.config
+    configure_noise(model, enabled=False)
+    with torch.inference_mode():
+        out = model.decoder(torch.rand(3, config.latent_dim, config.decoder_input_frames) * 2 - 1)
+        long = model.decode(torch.rand(2, config.latent_dim, 5 * config.decoder_input_frames) * 2 - 1)
+    assert out.shape == (3, config.input_dim, 64)
+    assert out.abs().max() < 1 and out.std() > 0
+    assert long.shape == (2, config.input_dim, 5 * 64)
+
+
+def test_level2_techno_table_shapes() -> None:
+    """Enc2 time lengths 8 -> 8, 6, 4, 4, 2, 1 and Dec2 8 -> 8, 16, 32, 32, 64 (spec §4.1-4.2)."""
+    config = Level2Config.preset("techno")
+    encoder, decoder = Level2Encoder(config).eval(), Level2Decoder(config).eval()
+    lengths, x = [], torch.zeros(1, 128, 8)
+    with torch.inference_mode():
+        for block in encoder.blocks:
+            x = block(x)
+            lengths.append((x.shape[1], x.shape[2]))
+        assert lengths == [(256, 8), (512, 6), (640, 4), (640, 4), (768, 2), (768, 1)]
+        lengths, x = [], torch.zeros(1, 64, 8)
+        for block in decoder.blocks:
+            x = block(x)
+            lengths.append((x.shape[1], x.shape[2]))
+    assert lengths == [(768, 8), (768, 16), (640, 32), (512, 32), (384, 64)]
+
+
+def test_level1_unet_shapes() -> None:
+    config = Level1Config()
+    decoder = Level1Decoder(config).eval()
+    with torch.inference_mode():
+        g = [decoder.stem(torch.zeros(1, 128, 64))]
+        for down in decoder.down:
+            g.append(down(g[-1]))
+    assert [(t.shape[1], t.shape[2]) for t in g] == [(768, 64), (512, 32), (384, 16), (320, 8)]
+    assert [b.conv.out_channels for b in decoder.up] == [384, 512, 768]
+    assert decoder.head.conv.out_channels == 1280 and decoder.out.out_channels == 1026
+    encoder = Level1Encoder(config)
+    assert [b.conv.out_channels for b in encoder.blocks] == [544, 576, 640, 704, 768]
+
+
+# --- shared pieces --------------------------------------------------------------------------------
+
+
+def test_add_noise_modes() -> None:
+    model = _level2("debug")
+    for layer in model.modules():
+        if isinstance(layer, AddNoise):
+            layer.scale.data.fill_(0.5)
+    codes = torch.rand(1, 8, 8) * 2 - 1
+    with torch.inference_mode():
+        assert not torch.equal(model.decoder(codes), model.decoder(codes))  # sampled at inference
+        configure_noise(model, generator=torch.Generator().manual_seed(1))
+        first = model.decoder(codes)
+        configure_noise(model, generator=torch.Generator().manual_seed(1))
+        assert torch.equal(first, model.decoder(codes))
+        configure_noise(model, enabled=False)
+        assert torch.equal(model.decoder(codes), model.decoder(codes))
+
+
+def test_batchnorm_and_init_follow_reference() -> None:
+    model = Level1Autoencoder(Level1Config())
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert bns and all(m.momentum == 0.01 and m.eps == 1e-3 for m in bns)
+    conv = model.decoder.head.conv  # 768 -> 1280, k1: He-uniform bound sqrt(6 / 768)
+    bound = (6 / 768) ** 0.5
+    assert conv.weight.abs().max() <= bound and conv.weight.abs().max() > 0.95 * bound
+    assert torch.all(conv.bias == 0)
+    assert all(torch.all(m.scale == 0) for m in model.modules() if isinstance(m, AddNoise))
+
+
+def test_phase1_training_reduces_reconstruction_loss() -> None:
+    torch.manual_seed(0)
+    model = Level1Autoencoder(Level1Config.preset("debug", with_phase=False))
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3, betas=(0.5, 0.999))
+    features = torch.rand(2, 513, 64) * 1.2 - 1
+    losses = []
+    for _ in range(12):
+        magnitude, _ = model.decode(model.encode(features))
+        loss = (magnitude - features).abs().mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+@pytest.mark.parametrize(("cls", "preset"), [(Level1Config, "debug"), (Level1Config, "default")] + [
+    (Level2Config, p) for p in LEVEL2_PRESETS
+])
+def test_config_json_round_trip(cls, preset: str) -> None:
+    config = cls.preset(preset)
+    assert config_from_dict(cls, config_to_dict(config)) == config
+
+
+def test_bad_configs_raise() -> None:
+    with pytest.raises(ConfigError, match="reduces a chunk of 16 frames to 9"):
+        Level2Config(ratio=16)
+    with pytest.raises(ConfigError, match="up-samples by 8, ratio is 16"):
+        Level2Config.preset("piano", decoder_strides=(1, 2, 2, 1, 1, 2))
+    with pytest.raises(ConfigError, match="unknown level-2 preset"):
+        Level2Config.preset("jazz")
+    with pytest.raises(ConfigError, match="multiple of 8"):
+        Level1Config(window_frames=60)

@@ -1,0 +1,218 @@
+"""Arbitrary-length Musika codec: chunked encode/decode, latent files, fused inference."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from orchestrion.audio.spectral import SAMPLE_RATE, features_to_wave
+from orchestrion.errors import DataError
+from orchestrion.musika.autoencoder import Level1Autoencoder, Level2Autoencoder
+from orchestrion.musika.codec import (
+    PAD,
+    LatentFile,
+    decode_latent_file,
+    decode_latents,
+    encode_audio,
+    encode_to_latent_file,
+    fuse_for_inference,
+    iter_decode,
+    load_latents,
+    padded_frames,
+    read_latent_index,
+    save_latents,
+    weights_digest,
+    write_latent_index,
+)
+from orchestrion.musika.config import Level1Config, Level2Config
+from orchestrion.musika.layers import AddNoise, configure_noise
+
+
+def _randomise_statistics(model: nn.Module) -> nn.Module:
+    """Non-trivial BatchNorm statistics and noise scales, so folding and noise are really exercised."""
+    generator = torch.Generator().manual_seed(1)
+    for layer in model.modules():
+        if isinstance(layer, nn.BatchNorm1d):
+            layer.running_mean.normal_(0.0, 0.3, generator=generator)
+            layer.running_var.uniform_(0.5, 2.0, generator=generator)
+            layer.weight.data.uniform_(0.5, 1.5, generator=generator)
+            layer.bias.data.normal_(0.0, 0.3, generator=generator)
+        if isinstance(layer, AddNoise):
+            layer.scale.data.fill_(0.2)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def models() -> tuple[Level1Autoencoder, Level2Autoencoder]:
+    torch.manual_seed(0)
+    level1 = _randomise_statistics(Level1Autoencoder(Level1Config.preset("debug")))
+    level2 = _randomise_statistics(Level2Autoencoder(Level2Config.preset("debug")))
+    return level1, level2
+
+
+def _music(seconds: float, channels: int = 2) -> torch.Tensor:
+    t = torch.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    left = 0.3 * torch.sin(2 * math.pi * 220 * t) + 0.1 * torch.sin(2 * math.pi * 1760 * t) * (t % 0.5 < 0.1)
+    right = 0.3 * torch.sin(2 * math.pi * 330 * t + 1.0)
+    return torch.stack([left, right][:channels])
+
+
+def test_padded_frames() -> None:
+    assert padded_frames(1) == 64
+    assert padded_frames(64 * 256 - PAD) == 64  # 256·K >= L + 768 exactly
+    assert padded_frames(64 * 256 - PAD + 1) == 128
+
+
+@pytest.mark.parametrize("with_level2", [False, True])
+def test_chunked_encoding_is_exact(models, with_level2: bool) -> None:
+    level1, level2 = models
+    wave = _music(7.3)
+    level2 = level2 if with_level2 else None
+    one_shot = encode_audio(wave, level1, level2, chunk_seconds=1000)
+    chunked = encode_audio(wave, level1, level2, chunk_seconds=0.5)  # one 64-frame window per chunk
+    frames = padded_frames(wave.shape[-1])
+    expected = (2, 8, frames // 8) if with_level2 else (2, 16, frames)
+    assert one_shot.shape == chunked.shape == expected
+    torch.testing.assert_close(chunked, one_shot, rtol=0, atol=1e-6)
+    # channels are independent: encoding the right channel alone gives the same latents
+    torch.testing.assert_close(encode_audio(wave[1:], level1, level2), one_shot[1:], rtol=0, atol=1e-6)
+
+
+def test_long_file_chunked_decoding_equals_one_shot(models) -> None:
+    level1, level2 = models
+    wave = _music(8.0)
+    latents = encode_audio(wave, level1, level2, chunk_seconds=2.0)
+    blockwise = decode_latents(latents, level1, level2, noise=False, block_windows=1, clip=False)
+    with torch.inference_mode():
+        configure_noise(level1, enabled=False)
+        configure_noise(level2, enabled=False)
+        magnitude, phase = level1.decode(level2.decode(latents))
+        configure_noise(level1)
+        configure_noise(level2)
+        reference = features_to_wave(magnitude, phase)  # a single iSTFT over the whole sequence
+    assert blockwise.shape == reference.shape == (2, 256 * latents.shape[-1] * 8 + 768)
+    torch.testing.assert_close(blockwise, reference, rtol=0, atol=1e-5)
+
+    # no jump at block borders: differences across the 16384-sample block borders look like the interior
+    diff = blockwise[:, 1:] - blockwise[:, :-1]
+    borders = torch.arange(16384, blockwise.shape[-1] - 1, 16384) - 1
+    interior_scale = diff.abs().quantile(0.999)
+    assert diff[:, borders].abs().max() <= interior_scale
+
+
+def test_decode_restores_length_and_clips(models) -> None:
+    level1, level2 = models
+    wave = _music(3.1)
+    latent_file = encode_to_latent_file(wave, level1, level2, source="tone.wav")
+    decoded = decode_latent_file(latent_file, level1, level2, noise=False)
+    assert decoded.shape == wave.shape
+    assert decoded.abs().max() <= 1.0
+    unclipped = decode_latent_file(latent_file, level1, level2, noise=False, clip=False)
+    assert torch.equal(decoded, unclipped.clamp(-1, 1))
+
+
+def test_streaming_pieces_concatenate(models) -> None:
+    level1, _ = models
+    latents = torch.rand(2, 16, 5 * 64) * 2 - 1
+    pieces = list(iter_decode(latents, level1, block_windows=2, noise=False))
+    assert [p.shape[-1] for p in pieces] == [2 * 64 * 256, 2 * 64 * 256, 64 * 256, PAD]
+    whole = decode_latents(latents, level1, noise=False, clip=False, block_windows=100)
+    torch.testing.assert_close(torch.cat(pieces, dim=-1), whole, rtol=0, atol=1e-5)
+
+
+def test_noise_seed_and_switch(models) -> None:
+    level1, level2 = models
+    latents = torch.rand(1, 8, 16) * 2 - 1
+    first = decode_latents(latents, level1, level2, seed=5)
+    assert torch.equal(first, decode_latents(latents, level1, level2, seed=5))
+    assert not torch.equal(first, decode_latents(latents, level1, level2, seed=6))
+    assert torch.equal(
+        decode_latents(latents, level1, level2, noise=False), decode_latents(latents, level1, level2, noise=False)
+    )
+    # the models' own noise settings are restored afterwards
+    assert all(layer.enabled and layer.generator is None for layer in level1.modules() if isinstance(layer, AddNoise))
+
+
+@pytest.mark.parametrize("preset", ["debug", "techno", "piano"])
+def test_fused_model_equals_unfused(preset: str) -> None:
+    torch.manual_seed(0)
+    level1 = _randomise_statistics(Level1Autoencoder(Level1Config.preset("debug" if preset == "debug" else "default")))
+    level2 = _randomise_statistics(Level2Autoencoder(Level2Config.preset(preset)))
+    fused1, fused2 = fuse_for_inference(level1), fuse_for_inference(level2)
+    for model in (level1, level2, fused1, fused2):
+        configure_noise(model, enabled=False)
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in (*fused1.modules(), *fused2.modules()))
+    features = torch.rand(2, 513, 64) * 2 - 1
+    codes = torch.rand(2, level2.config.latent_dim, level2.config.decoder_input_frames) * 2 - 1
+    with torch.inference_mode():
+        torch.testing.assert_close(fused1.encode(features), level1.encode(features), rtol=0, atol=1e-4)
+        torch.testing.assert_close(fused2.decode(codes), level2.decode(codes), rtol=0, atol=1e-4)
+        z = torch.rand(2, level1.config.latent_dim, 64) * 2 - 1
+        for fused_out, out in zip(fused1.decode(z), level1.decode(z), strict=True):
+            torch.testing.assert_close(fused_out, out, rtol=0, atol=1e-4)
+    # noise survives folding (per-channel scale): same seed -> same output as the unfused model
+    for model in (level1, level2, fused1, fused2):
+        configure_noise(model)
+    a = decode_latents(codes, level1, level2, seed=3, clip=False)
+    b = decode_latents(codes, fused1, fused2, seed=3, clip=False)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
+
+
+def test_training_mode_is_refused(models) -> None:
+    level1, _ = models
+    trainable = Level1Autoencoder(Level1Config.preset("debug"))
+    with pytest.raises(ValueError, match="training mode"):
+        encode_audio(torch.zeros(1, 5000), trainable)
+    with pytest.raises(ValueError, match="multiple of the 64-frame window"):
+        decode_latents(torch.zeros(1, 16, 65), level1)
+
+
+def test_latent_file_round_trip_and_index(models, tmp_path) -> None:
+    level1, level2 = models
+    wave = _music(2.0, channels=1)
+    digest = weights_digest(level1, level2)
+    latent_file = encode_to_latent_file(wave, level1, level2, source="a.wav", checkpoint=digest)
+    save_latents(tmp_path / "a.safetensors", latent_file)
+    save_latents(tmp_path / "b.safetensors", LatentFile(torch.zeros(2, 128, 10), level=1, hop=256, num_samples=3000))
+    loaded = load_latents(tmp_path / "a.safetensors")
+    assert torch.equal(loaded.latents, latent_file.latents)
+    assert (loaded.level, loaded.hop, loaded.num_samples, loaded.offset) == (2, 2048, wave.shape[-1], PAD)
+    assert (loaded.source, loaded.checkpoint, loaded.sample_rate) == ("a.wav", digest, 22050)
+    assert loaded.seconds == pytest.approx(2.0)
+    assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temporaries
+
+    index_path = write_latent_index(tmp_path)
+    entries = read_latent_index(tmp_path)
+    assert [e["file"] for e in entries] == ["a.safetensors", "b.safetensors"]
+    assert entries[1] == {
+        "file": "b.safetensors", "level": 1, "sample_rate": 22050, "hop": 256, "num_samples": 3000,
+        "offset": PAD, "channels": 2, "dim": 128, "frames": 10, "source": "", "checkpoint": "",
+    }
+    assert json.loads(index_path.read_text())["format_version"] == 1
+
+
+def test_bad_latent_files_raise_data_error(tmp_path) -> None:
+    with pytest.raises(DataError, match="not found"):
+        load_latents(tmp_path / "missing.safetensors")
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(DataError, match=r"garbage\.safetensors"):
+        load_latents(garbage)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"weights": torch.zeros(3)}, str(foreign))
+    with pytest.raises(DataError, match="not an orchestrion latent file"):
+        load_latents(foreign)
+    future = tmp_path / "future.safetensors"
+    save_file(
+        {"latents": torch.zeros(1, 2, 3)}, str(future),
+        metadata={"format": "orchestrion-musika-latents", "format_version": "99"},
+    )
+    with pytest.raises(DataError, match="version '99' is not supported"):
+        load_latents(future)
+    with pytest.raises(DataError, match="latent index not found"):
+        read_latent_index(tmp_path)

@@ -121,7 +121,7 @@ def main() -> None:
     try:
         app()
     except OrchestrionError as error:
-        console.print(f"[bold red]error:[/] {error}")
+        console.print(f"[bold red]error:[/] {error}", soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrion.errors import DataError
+from orchestrion.fileio import atomic_path
 
 if TYPE_CHECKING:
     import numpy as np
@@ -319,8 +320,8 @@ def stats(
         ax_ins.set_xlabel("notes")
         ax_ins.set_title("instruments (top 20)")
         fig.tight_layout()
-        png.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(png, dpi=100)
+        with atomic_path(png) as tmp:
+            fig.savefig(tmp, dpi=100)
         plt.close(fig)
         console.print(f"wrote {png}")
 

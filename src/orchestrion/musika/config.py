@@ -6,6 +6,7 @@ Defaults are the 22.05 kHz reference sizes; smaller models are one argument away
     Level1Config.preset("debug")     # tiny widths, builds in milliseconds (tests)
     Level2Config.preset("techno")    # ratio 8, 64 dims (reference)
     Level2Config.preset("piano")     # ratio 16, 32 dims (paper; layers [PROPOSED], spec §4.3)
+    AutoencoderTrainingConfig.preset_config("debug", level=1, phase=2)   # a whole training run
 
 Convolution stacks are written as parallel flat tuples (channels, kernels, strides) so the JSON
 form stays readable and the strict loader of :mod:`orchestrion.config` can check every value.
@@ -13,7 +14,8 @@ form stays readable and the strict loader of :mod:`orchestrion.config` can check
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from orchestrion.audio.spectral import HOP, N_BINS, SAMPLE_RATE
 from orchestrion.config import register_config
@@ -176,3 +178,94 @@ class Level2Config:
     def frames_per_second(self) -> float:
         """Level-2 frames per second at 22.05 kHz (10.77 techno, 5.38 piano)."""
         return SAMPLE_RATE / self.hop
+
+
+@register_config("musika.spectrogram_discriminator")
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """Widths of the spectrogram discriminator.
+
+    ``channels`` are the output channels of the strided 4×4 convolutions (one stride-2
+    stage each, so time and frequency shrink 2**len(channels) times before the 3×3 head).
+    """
+
+    channels: tuple[int, ...] = (64, 128, 256, 512, 512)  # spec §5.2 [PROPOSED]
+    negative_slope: float = 0.2  # LeakyReLU slope
+
+    @classmethod
+    def preset(cls, name: str) -> DiscriminatorConfig:
+        """``"debug"`` is tiny (milliseconds per step on CPU); every other preset uses the spec widths."""
+        if name == "debug":
+            return cls(channels=(8, 16, 16, 16, 16))
+        return cls()
+
+
+KIND = "musika.autoencoder_training"
+PRESETS = ("piano", "techno", "debug")
+EDGE_SAMPLES = 768  # n_fft − hop: samples at each end that the iSTFT cannot rebuild
+# Spec §5: 1 M iterations per phase for level 1, 400 k for level 2.
+DEFAULT_STEPS = {1: 1_000_000, 2: 400_000}
+
+
+@register_config(KIND)
+@dataclass(frozen=True)
+class AutoencoderTrainingConfig:
+    """Everything a Musika autoencoder run needs to rebuild its modules and losses.
+
+    Saved in every checkpoint of the run (the trainer refuses to resume with another one).
+    ``level1.with_phase`` tells whether Dec1 has its phase half (false only in a level-1
+    phase-1 run; level 2 always sits on a finished phase-2 level-1 model).
+    """
+
+    level: int = 1  # 1 or 2
+    phase: int = 1  # 1 = reconstruction, 2 = adversarial with the encoder(s) frozen
+    preset: str = "techno"  # name the model sizes came from (informative)
+    level1: Level1Config = field(default_factory=Level1Config)
+    level2: Level2Config = field(default_factory=Level2Config)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    batch_size: int = 32  # spec §5
+    learning_rate: float = 1e-4  # Adam, every network (spec §5)
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lambda_rec: float = 1.0  # phase 2: weight of the L1 magnitude term
+    lambda_ms: float = 4.0  # phase 2: weight of the multi-scale spectral distance
+    lambda_latent: float = 1.0  # level-2 phase 1: weight of L1(Dec2(Enc2(z)), z) ([PROPOSED] target)
+    silence_db: float = -60.0  # crops quieter than this (RMS dBFS) are redrawn
+
+    def __post_init__(self) -> None:
+        if self.level not in (1, 2) or self.phase not in (1, 2):
+            raise ConfigError(f"level and phase must be 1 or 2, got level {self.level}, phase {self.phase}")
+        if self.level == 1 and self.level1.with_phase != (self.phase == 2):
+            raise ConfigError("a level-1 phase-1 decoder is magnitude-only; phase 2 adds the phase channels")
+        if self.level == 2 and not self.level1.with_phase:
+            raise ConfigError("level 2 trains on a finished level-1 model: train level 1 phase 2 first")
+        if self.level2.input_dim != self.level1.latent_dim:
+            raise ConfigError(
+                f"level-2 input_dim {self.level2.input_dim} differs from level-1 latent_dim {self.level1.latent_dim}"
+            )
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    @property
+    def crop_frames(self) -> int:
+        """STFT frames per training excerpt: two adjacent Dec1 windows (spec §5 [PROPOSED])."""
+        return 2 * self.level1.window_frames
+
+    @classmethod
+    def preset_config(cls, name: str, level: int = 1, phase: int = 1, **overrides: Any) -> AutoencoderTrainingConfig:
+        """Sizes of a named preset for a (level, phase): ``piano``/``techno`` (spec sizes) or ``debug`` (tiny)."""
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; choose from {list(PRESETS)}")
+        level1 = Level1Config.preset("debug" if name == "debug" else "default", with_phase=level == 2 or phase == 2)
+        values: dict[str, Any] = {
+            "level": level,
+            "phase": phase,
+            "preset": name,
+            "level1": level1,
+            "level2": Level2Config.preset(name),
+            "discriminator": DiscriminatorConfig.preset(name),
+            "batch_size": 4 if name == "debug" else 32,
+        }
+        if name == "debug":
+            values["learning_rate"] = 3e-3  # tiny models tolerate larger steps; tests must converge in seconds
+        return cls(**{**values, **overrides})

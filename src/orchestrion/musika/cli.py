@@ -1,0 +1,132 @@
+"""`orchestrion musika ...`: train the autoencoders, encode and decode audio, reconstruct files."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Musika: spectrogram autoencoders and latent audio generation.")
+
+
+@contextlib.contextmanager
+def _bar(description: str, total: int) -> Iterator[Callable[[], None]]:
+    """A rich progress bar over ``total`` files; yields the function that advances it by one."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda: bar.advance(task)
+
+
+@app.command("train-ae")
+def train_ae(
+    data_dir: Path = typer.Argument(..., help="Folder of audio files (searched recursively)."),
+    out: Path = typer.Option(..., "--out", help="Run directory (checkpoints, metrics.jsonl, loss_curve.png)."),
+    level: int = typer.Option(1, "--level", min=1, max=2, help="Autoencoder level: 1 (spectrogram) or 2."),
+    phase: int = typer.Option(1, "--phase", min=1, max=2, help="1 = reconstruction, 2 = adversarial."),
+    preset: str = typer.Option(
+        "techno",
+        "--preset",
+        help="Model sizes: piano, techno or debug (tiny). Phase 2 and --resume keep the sizes of their run.",
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="Total steps (default: 1M level 1, 400k level 2)."),
+    init: Path | None = typer.Option(None, "--init", help="Phase 2: the phase-1 run to start from."),
+    level1: Path | None = typer.Option(None, "--level1", help="Level 2: the finished level-1 (phase-2) run."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Override the preset's batch size."),
+    workers: int = typer.Option(2, "--workers", min=0, help="DataLoader worker processes."),
+    checkpoint_every: int = typer.Option(1000, "--checkpoint-every", min=1, help="Steps between checkpoints."),
+    seed: int = typer.Option(0, "--seed", help="Seed of weights and data order."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda, cuda:1, ..."),
+) -> None:
+    """Train one level and phase of the Musika autoencoder (spec §5) on a folder of audio.
+
+    Phase 2 starts from a finished phase-1 run (--init) and writes a new run directory.
+
+    Level 2 copies the frozen level-1 model (--level1) into its checkpoints: its run is self-contained.
+
+    Under torchrun the same command trains data-parallel (DDP); on CUDA with mixed precision.
+
+    Example:
+
+      orchestrion musika train-ae music/ --out runs/l1p1 --level 1 --phase 1 --preset piano
+
+      orchestrion musika train-ae music/ --out runs/l1p2 --level 1 --phase 2 --init runs/l1p1
+
+      orchestrion musika train-ae music/ --out runs/l2p1 --level 2 --phase 1 --level1 runs/l1p2 --preset piano
+    """
+    from orchestrion.musika.train import train_autoencoder
+
+    metrics = train_autoencoder(
+        data_dir, out, level=level, phase=phase, preset=preset, steps=steps, resume=resume, init=init,
+        level1=level1, batch_size=batch_size, workers=workers, checkpoint_every=checkpoint_every,
+        seed=seed, device=device,
+    )
+    if metrics:
+        typer.echo("final " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+
+
+@app.command("encode")
+def encode(
+    source: Path = typer.Argument(..., help="An audio file or a folder of audio files."),
+    model: Path = typer.Option(..., "--model", help="Autoencoder run directory (level 1 or 2)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the latent files (.safetensors + index.json)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+) -> None:
+    """Encode audio of any length to Musika latents (level 1: 86 frames/s; level 2: 10.8 or 5.4 frames/s).
+
+    Example:
+
+      orchestrion musika encode music/ --model runs/l2p2 --out latents/
+    """
+    from orchestrion.musika.inference import audio_files, encode_files
+
+    with _bar("encode", len(audio_files(source))) as advance:
+        for _ in encode_files(source, model, out, device=device):
+            advance()
+    typer.echo(f"latents written to {out}")
+
+
+@app.command("decode")
+def decode(
+    latent_dir: Path = typer.Argument(..., help="A folder of latent files (or one .safetensors file)."),
+    model: Path = typer.Option(..., "--model", help="The autoencoder run directory that made the latents."),
+    out: Path = typer.Option(..., "--out", help="Folder for the decoded WAV files."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+) -> None:
+    """Decode Musika latent files back to 22.05 kHz WAV audio of the original length.
+
+    Example:
+
+      orchestrion musika decode latents/ --model runs/l2p2 --out decoded/
+    """
+    from orchestrion.musika.inference import decode_files
+
+    total = len(list(latent_dir.glob("*.safetensors"))) if latent_dir.is_dir() else 1
+    with _bar("decode", total) as advance:
+        for _ in decode_files(latent_dir, model, out, device=device):
+            advance()
+    typer.echo(f"audio written to {out}")
+
+
+@app.command("reconstruct")
+def reconstruct(
+    in_path: Path = typer.Argument(..., help="Input audio file."),
+    out_path: Path = typer.Argument(..., help="Output audio file (.wav or .flac)."),
+    model: Path = typer.Option(..., "--model", help="Autoencoder run directory (level 1 or 2)."),
+    png: bool = typer.Option(False, "--png", help="Also write OUT.png: spectrograms of input vs reconstruction."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+) -> None:
+    """Encode and decode one file (a quick listening test of a trained autoencoder).
+
+    Example:
+
+      orchestrion musika reconstruct song.wav song_rec.wav --model runs/l1p2 --png
+    """
+    from orchestrion.musika.inference import reconstruct_file
+
+    for path in reconstruct_file(in_path, out_path, model, png=png, device=device):
+        typer.echo(f"wrote {path}")

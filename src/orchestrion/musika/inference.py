@@ -1,0 +1,183 @@
+"""Apply a trained Musika autoencoder to files: encode, decode, reconstruct, compare.
+
+Thin file-level layer over :mod:`orchestrion.musika.codec` (which does the arbitrary-length
+chunked maths) and :func:`orchestrion.musika.train.load_autoencoder` (which rebuilds a model
+from a level-1 or a self-contained level-2 run directory). The CLI commands
+``orchestrion musika encode|decode|reconstruct`` call these functions.
+
+Audio keeps its channels (each channel is encoded separately, as for the latent GAN);
+decoding samples the decoders' noise from a fixed seed, so results are reproducible.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from orchestrion.errors import CheckpointError, DataError
+from orchestrion.musika.train import TrainedAutoencoder, load_autoencoder
+
+DECODE_SEED = 0
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; anything else is passed to torch."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def latent_digest(model: TrainedAutoencoder) -> str:
+    """Identifies the latent space: a hash of the encoder weights (decoders may be retrained on it)."""
+    from orchestrion.musika.codec import weights_digest
+
+    encoders = [model.level1.encoder] + ([model.level2.encoder] if model.level2 is not None else [])
+    return weights_digest(*encoders)
+
+
+def audio_files(source: str | Path) -> list[Path]:
+    """``source`` itself if it is a file, else every audio file under it (DataError if none)."""
+    source = Path(source)
+    from orchestrion.audio.io import find_audio_files
+
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise DataError(f"{source}: no such audio file or folder")
+    files = find_audio_files(source)
+    if not files:
+        raise DataError(f"{source}: no audio files found (searched recursively)")
+    return files
+
+
+def _require_phase(model: TrainedAutoencoder) -> None:
+    if not model.level1.config.with_phase:
+        raise CheckpointError(
+            f"{model.path}: a level-1 phase-1 model decodes magnitude only and cannot make audio; "
+            "train phase 2 (orchestrion musika train-ae --phase 2 --init RUN_DIR)"
+        )
+
+
+def reconstruct(wave: torch.Tensor, model: TrainedAutoencoder, seed: int = DECODE_SEED) -> torch.Tensor:
+    """Encode and decode ``wave`` (C, L) at 22.05 kHz → (C, L) reconstruction, clipped to [−1, 1]."""
+    from orchestrion.musika.codec import decode_latent_file, encode_to_latent_file
+
+    _require_phase(model)
+    latent_file = encode_to_latent_file(wave, model.level1, model.level2)
+    return decode_latent_file(latent_file, model.level1, model.level2, seed=seed)
+
+
+def encode_files(
+    source: str | Path, model_path: str | Path, out_dir: str | Path, *, device: str = "auto"
+) -> Iterator[Path]:
+    """Encode one audio file or every audio file under a folder to latent files in ``out_dir``.
+
+    Yields each written ``.safetensors`` path (named after the audio file; files in
+    sub-folders get their relative path joined with ``__``), then writes ``index.json``.
+    """
+    from orchestrion.audio.io import load_audio
+    from orchestrion.musika.codec import encode_to_latent_file, save_latents, write_latent_index
+
+    source, out_dir = Path(source), Path(out_dir)
+    files = audio_files(source)
+    model = load_autoencoder(model_path, resolve_device(device))
+    digest = latent_digest(model)
+    for path in files:
+        relative = path.relative_to(source) if source.is_dir() else Path(path.name)
+        wave = torch.from_numpy(load_audio(path))
+        latent_file = encode_to_latent_file(wave, model.level1, model.level2, source=str(relative), checkpoint=digest)
+        target = out_dir / ("__".join(relative.with_suffix("").parts) + ".safetensors")
+        save_latents(target, latent_file)
+        yield target
+    write_latent_index(out_dir)
+
+
+def decode_files(
+    latent_dir: str | Path, model_path: str | Path, out_dir: str | Path, *, device: str = "auto"
+) -> Iterator[Path]:
+    """Decode every latent file of ``latent_dir`` (or one file) to a WAV in ``out_dir``; yields the paths.
+
+    Latents made by another model (other encoder weights) or another level are refused
+    with :class:`DataError`.
+    """
+    from orchestrion.audio.io import save_audio
+    from orchestrion.musika.codec import decode_latent_file, load_latents
+
+    latent_dir, out_dir = Path(latent_dir), Path(out_dir)
+    if latent_dir.is_file():
+        files = [latent_dir]
+    elif latent_dir.is_dir():
+        files = sorted(latent_dir.glob("*.safetensors"))
+    else:
+        raise DataError(f"{latent_dir}: no such latent file or folder")
+    if not files:
+        raise DataError(f"{latent_dir}: no latent files (*.safetensors) found")
+    model = load_autoencoder(model_path, resolve_device(device))
+    _require_phase(model)
+    digest = latent_digest(model)
+    for path in files:
+        latent_file = load_latents(path)
+        if latent_file.level != model.level:
+            raise DataError(f"{path}: level-{latent_file.level} latents, but the model is level {model.level}")
+        if latent_file.checkpoint and latent_file.checkpoint != digest:
+            raise DataError(
+                f"{path}: latents were made by another model (encoder digest {latent_file.checkpoint}, "
+                f"model {model_path} has {digest})"
+            )
+        wave = decode_latent_file(latent_file, model.level1, model.level2, seed=DECODE_SEED)
+        target = out_dir / f"{path.stem}.wav"
+        save_audio(target, wave.numpy())
+        yield target
+
+
+def spectrogram_comparison_png(path: str | Path, panels: Iterable[tuple[str, np.ndarray]]) -> Path:
+    """Write a PNG with one normalised log-magnitude spectrogram per ``(title, mono wave)`` panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from orchestrion.audio.spectral import FRAMES_PER_SECOND, SAMPLE_RATE, wave_to_features
+    from orchestrion.fileio import atomic_write_bytes
+
+    panels = list(panels)
+    figure, axes = plt.subplots(len(panels), 1, figsize=(10, 3 * len(panels)), squeeze=False)
+    for axis, (title, wave) in zip(axes[:, 0], panels, strict=True):
+        features = wave_to_features(torch.as_tensor(wave, dtype=torch.float32)[None])[0].numpy()
+        seconds = features.shape[1] / FRAMES_PER_SECOND
+        image = axis.imshow(
+            features, origin="lower", aspect="auto", vmin=-1, vmax=1, cmap="magma",
+            extent=(0, seconds, 0, SAMPLE_RATE / 2000),
+        )
+        axis.set(title=title, xlabel="time (s)", ylabel="frequency (kHz)")
+        figure.colorbar(image, ax=axis, label="normalised log-power")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def reconstruct_file(
+    in_path: str | Path, out_path: str | Path, model_path: str | Path, *, png: bool = False, device: str = "auto"
+) -> list[Path]:
+    """Encode + decode one audio file to ``out_path`` (WAV/FLAC, same channels and length).
+
+    With ``png`` also writes ``out_path`` with suffix ``.png``: spectrograms of the input
+    and the reconstruction (first channel). Returns the written paths.
+    """
+    from orchestrion.audio.io import load_audio, save_audio
+
+    in_path, out_path = Path(in_path), Path(out_path)
+    model = load_autoencoder(model_path, resolve_device(device))
+    wave = load_audio(in_path)
+    rebuilt = reconstruct(torch.from_numpy(wave), model).numpy()
+    written = [save_audio(out_path, rebuilt)]
+    if png:
+        panels = [(f"input: {in_path.name}", wave[0]), (f"reconstruction (level {model.level})", rebuilt[0])]
+        written.append(spectrogram_comparison_png(out_path.with_suffix(".png"), panels))
+    return written

@@ -1,0 +1,152 @@
+"""End-to-end `orchestrion musika ...` and `orchestrion evaluate reconstruction` on a tiny debug model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from train_support import write_music_folder, write_rendered_excerpt
+from typer.testing import CliRunner
+
+from orchestrion.checkpoint import checkpoint_step_dirs, load_checkpoint, save_checkpoint
+from orchestrion.cli import app, main
+from orchestrion.musika.autoencoder import Level1Decoder, Level1Encoder
+from orchestrion.musika.config import DiscriminatorConfig
+
+runner = CliRunner()
+
+
+def _ok(*args: str) -> str:
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.output
+
+
+def _fails(capsys, *args: str) -> str:
+    """Run through the real entry point: user errors must exit with code 2 and one clean line."""
+    old = sys.argv
+    sys.argv = ["orchestrion", *map(str, args)]
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+    finally:
+        sys.argv = old
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
+    return " ".join(err.split())
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> dict[str, Path]:
+    """A debug level-1 model trained through the CLI: phase 1 (4 steps) then phase 2 (2 steps)."""
+    root = tmp_path_factory.mktemp("musika_cli")
+    data = write_rendered_excerpt(root, seconds=3.0)
+    common = ["--workers", "0", "--seed", "0"]
+    _ok("musika", "train-ae", data, "--out", root / "l1p1", "--preset", "debug", "--steps", 4, *common)
+    _ok("musika", "train-ae", data, "--out", root / "l1p2", "--phase", "2", "--init", root / "l1p1",
+        "--steps", 2, *common)
+    return {"root": root, "data": data, "l1p1": root / "l1p1", "l1p2": root / "l1p2"}
+
+
+def test_train_encode_decode_reconstruct_evaluate(model, tmp_path: Path) -> None:
+    assert (model["l1p2"] / "metrics.jsonl").is_file() and (model["l1p2"] / "loss_curve.png").is_file()
+    audio_dir = tmp_path / "audio"
+    write_music_folder(audio_dir, n_files=2, seconds=2.0, channels=2)
+    _ok("musika", "encode", audio_dir, "--model", model["l1p2"], "--out", tmp_path / "latents")
+    names = sorted(p.name for p in (tmp_path / "latents").glob("*.safetensors"))
+    assert names == ["melody_0.safetensors", "nested__melody_1.safetensors"]
+    index = json.loads((tmp_path / "latents" / "index.json").read_text())
+    entry = index["files"][0]
+    # 2 s stereo at 22.05 kHz → 2 channels × 16 dims × (smallest multiple of 64 frames covering 44100 + 768)
+    assert (entry["channels"], entry["dim"], entry["frames"], entry["hop"]) == (2, 16, 192, 256)
+
+    _ok("musika", "decode", tmp_path / "latents", "--model", model["l1p2"], "--out", tmp_path / "decoded")
+    decoded, rate = sf.read(tmp_path / "decoded" / "melody_0.wav", always_2d=True)
+    assert rate == 22050 and decoded.shape == (44100, 2)
+
+    source = next(model["data"].glob("*.wav"))
+    _ok("musika", "reconstruct", source, tmp_path / "rec.wav", "--model", model["l1p2"], "--png")
+    rebuilt, rate = sf.read(tmp_path / "rec.wav", always_2d=True)
+    assert rebuilt.shape == (sf.info(source).frames, 1) and np.abs(rebuilt).max() > 0
+    assert (tmp_path / "rec.png").read_bytes()[:4] == b"\x89PNG"
+
+    out = _ok("evaluate", "reconstruction", model["data"], "--model", model["l1p2"], "--json", tmp_path / "r.json")
+    assert "SI-SDR" in out and "mean" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [row["file"] for row in report["files"]] == [source.name]
+    assert report["mean"]["lsd_db"] > 0 and np.isfinite(report["mean"]["si_sdr_db"])
+
+
+def test_bad_inputs_exit_with_code_2(model, tmp_path: Path, capsys) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("no audio here")
+    assert "does not exist" in _fails(capsys, "musika", "train-ae", tmp_path / "missing", "--out", tmp_path / "r")
+    assert "no audio files" in _fails(capsys, "musika", "train-ae", empty, "--out", tmp_path / "r", "--steps", 1)
+    assert "no audio files" in _fails(capsys, "musika", "encode", empty, "--model", model["l1p2"], "--out", tmp_path)
+    # --model pointing at something that is not a Musika autoencoder run
+    assert "no checkpoint found" in _fails(
+        capsys, "musika", "encode", model["data"], "--model", empty, "--out", tmp_path / "x"
+    )
+    assert "cannot make audio" in _fails(
+        capsys, "musika", "reconstruct", next(model["data"].glob("*.wav")), tmp_path / "o.wav", "--model", model["l1p1"]
+    )
+    # a checkpoint whose weights do not fit its config, one of another model kind, a tampered one
+    config = load_checkpoint(model["l1p2"]).config
+    small = dataclasses.replace(config.level1, latent_dim=8)
+    save_checkpoint(tmp_path / "mismatch", config=config,
+                    modules={"level1_encoder": Level1Encoder(small), "level1_decoder": Level1Decoder(small)})
+    mismatch = _fails(capsys, "evaluate", "reconstruction", model["data"], "--model", tmp_path / "mismatch")
+    assert "do not match" in mismatch
+    save_checkpoint(tmp_path / "other", config=DiscriminatorConfig(), modules={})
+    assert "must be a Musika autoencoder run" in _fails(
+        capsys, "musika", "encode", model["data"], "--model", tmp_path / "other", "--out", tmp_path / "x"
+    )
+    tampered = tmp_path / "tampered"
+    shutil.copytree(load_checkpoint(model["l1p2"]).path, tampered)
+    with open(tampered / "model.safetensors", "r+b") as handle:
+        handle.seek(-4, os.SEEK_END)
+        handle.write(b"\0\0\0\0")
+    assert "sha256" in _fails(capsys, "musika", "reconstruct", next(model["data"].glob("*.wav")),
+                              tmp_path / "o.wav", "--model", tampered)
+    assert "no such" in _fails(capsys, "evaluate", "reconstruction", model["data"], "--model", tmp_path / "nope")
+
+
+def test_killed_training_resumes_from_its_checkpoint(model, tmp_path: Path) -> None:
+    """SIGKILL a real training process after its first periodic checkpoint; --resume continues from it."""
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "orchestrion.cli", "musika", "train-ae", str(model["data"]), "--out", str(run),
+               "--preset", "debug", "--steps", "100000", "--checkpoint-every", "3", "--workers", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while not checkpoint_step_dirs(run) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    steps = checkpoint_step_dirs(run)
+    assert steps, "no checkpoint was written within 120 s"
+    killed_at, ckpt_dir = steps[-1]
+    before = load_checkpoint(ckpt_dir).module_state("level1_encoder")
+    target = killed_at + 2
+    _ok("musika", "train-ae", model["data"], "--out", run, "--preset", "debug", "--steps", target,
+        "--checkpoint-every", "1", "--workers", "0", "--resume")
+    # the resumed run started from the killed run's checkpoint (kept, untouched) and went on to `target`
+    after_steps = [s for s, _ in checkpoint_step_dirs(run)]
+    assert after_steps[-1] == target and killed_at in after_steps
+    assert all(v.equal(before[k]) for k, v in load_checkpoint(ckpt_dir).module_state("level1_encoder").items())
+    lines = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert lines == sorted(set(lines)) and lines[-1] == target

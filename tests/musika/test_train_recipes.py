@@ -1,0 +1,130 @@
+"""Training recipes of the Musika autoencoders on tiny debug models and real rendered music."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from train_support import melody, write_rendered_excerpt
+
+from orchestrion.checkpoint import checkpoint_step_dirs, load_checkpoint
+from orchestrion.errors import CheckpointError, ConfigError
+from orchestrion.musika.config import AutoencoderTrainingConfig
+from orchestrion.musika.inference import reconstruct
+from orchestrion.musika.train import load_autoencoder, train_autoencoder
+
+OVERFIT_STEPS = 60
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _weights(path: Path, module: str) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path).module_state(module)
+
+
+def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Data (4 s of a rendered Bach chorale) and a chain of runs: L1P1 → L1P2 → L2P1 → L2P2."""
+    root = tmp_path_factory.mktemp("musika_runs")
+    data = write_rendered_excerpt(root, seconds=4.0)
+    torch.manual_seed(0)
+    train_autoencoder(
+        data, root / "l1p1", level=1, phase=1, preset="debug", steps=OVERFIT_STEPS, log_every=1, progress=False
+    )
+    train_autoencoder(data, root / "l1p2", level=1, phase=2, init=root / "l1p1", steps=3, checkpoint_every=1,
+                      progress=False)
+    train_autoencoder(data, root / "l2p1", level=2, phase=1, preset="debug", level1=root / "l1p2", steps=3,
+                      log_every=1, progress=False)
+    train_autoencoder(data, root / "l2p2", level=2, phase=2, init=root / "l2p1", steps=2, log_every=1,
+                      progress=False)
+    return {"data": data, "l1p1": root / "l1p1", "l1p2": root / "l1p2", "l2p1": root / "l2p1", "l2p2": root / "l2p2"}
+
+
+def test_level1_phase1_overfits_a_rendered_chorale(runs) -> None:
+    losses = [m["loss"] for m in _metrics(runs["l1p1"])]
+    assert len(losses) == OVERFIT_STEPS
+    # measured: ≈ 0.87 at step 1 → ≈ 0.05-0.1 at step 60 (debug preset, lr 3e-3, batch 4)
+    first, last = losses[0], sum(losses[-5:]) / 5
+    assert last < first / 3, (first, last)
+
+
+def test_level1_phase2_keeps_the_encoder_and_trains_decoder_and_discriminator(runs) -> None:
+    steps = checkpoint_step_dirs(runs["l1p2"])
+    assert [s for s, _ in steps] == [1, 2, 3]
+    phase1 = runs["l1p1"]
+    for _, ckpt in steps:
+        assert _equal(_weights(ckpt, "level1_encoder"), _weights(phase1, "level1_encoder"))
+    first, last = steps[0][1], steps[-1][1]
+    assert not _equal(_weights(first, "discriminator"), _weights(last, "discriminator"))
+    assert not _equal(_weights(first, "level1_decoder"), _weights(last, "level1_decoder"))
+    # the decoder gained its phase half: 2·513 output channels
+    assert _weights(last, "level1_decoder")["out.weight"].shape[0] == 2 * 513
+    assert _weights(phase1, "level1_decoder")["out.weight"].shape[0] == 513
+    config = load_checkpoint(last).config
+    assert (config.level, config.phase, config.level1.with_phase) == (1, 2, True)
+    metrics = _metrics(runs["l1p2"])[-1]
+    assert {"g_loss", "d_loss", "adv", "rec", "ms"} <= metrics.keys()
+
+
+def test_level2_runs_copy_the_level1_model_and_freeze_what_they_must(runs) -> None:
+    l1, l2p1, l2p2 = runs["l1p2"], runs["l2p1"], runs["l2p2"]
+    for run in (l2p1, l2p2):
+        for name in ("level1_encoder", "level1_decoder"):
+            assert _equal(_weights(run, name), _weights(l1, name))
+    assert _equal(_weights(l2p2, "level2_encoder"), _weights(l2p1, "level2_encoder"))
+    assert not _equal(_weights(l2p2, "level2_decoder"), _weights(l2p1, "level2_decoder"))
+    assert {"loss", "spec", "latent"} <= _metrics(l2p1)[-1].keys()
+    assert {"d_loss", "g_loss"} <= _metrics(l2p2)[-1].keys()
+    model = load_autoencoder(l2p2)  # self-contained: level 1 comes from the same directory
+    assert model.level == 2 and model.level1.config.with_phase
+    wave = torch.from_numpy(melody(1.5, channels=2))
+    rebuilt = reconstruct(wave, model)
+    assert rebuilt.shape == wave.shape and rebuilt.abs().max() <= 1.0
+    assert torch.equal(rebuilt, reconstruct(wave, model))  # decoder noise comes from a fixed seed
+
+
+def test_resume_continues_bit_exactly(runs, tmp_path: Path) -> None:
+    """4 steps + resume to 6 give the same weights as 6 steps in one go."""
+    kwargs = dict(level=1, phase=1, preset="debug", log_every=1, progress=False)
+    train_autoencoder(runs["data"], tmp_path / "straight", steps=6, **kwargs)
+    train_autoencoder(runs["data"], tmp_path / "split", steps=4, checkpoint_every=2, **kwargs)
+    train_autoencoder(runs["data"], tmp_path / "split", steps=6, resume=True, checkpoint_every=2, **kwargs)
+    assert [m["step"] for m in _metrics(tmp_path / "split")] == [1, 2, 3, 4, 5, 6]
+    for name in ("level1_encoder", "level1_decoder"):
+        assert _equal(_weights(tmp_path / "straight", name), _weights(tmp_path / "split", name))
+
+
+def test_bad_run_connections_are_clean_errors(runs, tmp_path: Path) -> None:
+    data = runs["data"]
+    with pytest.raises(ConfigError, match="--init"):
+        train_autoencoder(data, tmp_path / "a", level=1, phase=2, steps=1, progress=False)
+    with pytest.raises(ConfigError, match="--level1"):
+        train_autoencoder(data, tmp_path / "b", level=2, phase=1, steps=1, progress=False)
+    with pytest.raises(CheckpointError, match="level-1 phase-2"):
+        train_autoencoder(data, tmp_path / "c", level=2, phase=1, level1=runs["l1p1"], steps=1, progress=False)
+    with pytest.raises(CheckpointError, match="level-2 phase-1"):
+        train_autoencoder(data, tmp_path / "d", level=2, phase=2, init=runs["l1p1"], steps=1, progress=False)
+    with pytest.raises(ConfigError, match="level-1 phase-1 run"):
+        train_autoencoder(data, runs["l1p1"], level=1, phase=2, steps=1, resume=True, progress=False)
+    with pytest.raises(CheckpointError, match="already holds checkpoints"):
+        train_autoencoder(data, runs["l1p1"], level=1, phase=1, preset="debug", steps=1, progress=False)
+
+
+def test_presets_follow_the_spec() -> None:
+    techno = AutoencoderTrainingConfig.preset_config("techno")
+    assert (techno.batch_size, techno.learning_rate, techno.beta1, techno.beta2) == (32, 1e-4, 0.5, 0.999)
+    assert (techno.lambda_rec, techno.lambda_ms) == (1.0, 4.0)
+    assert techno.crop_frames == 128 and not techno.level1.with_phase
+    piano = AutoencoderTrainingConfig.preset_config("piano", level=2, phase=1)
+    assert (piano.level2.ratio, piano.level2.latent_dim) == (16, 32) and piano.level1.with_phase
+    assert piano.discriminator.channels == (64, 128, 256, 512, 512)
+    with pytest.raises(ConfigError, match="unknown preset"):
+        AutoencoderTrainingConfig.preset_config("jazz")

@@ -20,7 +20,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from orchestrion.errors import AudioError
+from orchestrion.errors import AudioError, DataError
 from orchestrion.fileio import atomic_write_bytes
 
 SAMPLE_RATE = 22050
@@ -272,3 +272,19 @@ def find_audio_files(folder: str | os.PathLike[str]) -> list[Path]:
     if not folder.is_dir():
         raise AudioError(f"{folder}: audio folder not found")
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS)
+
+
+def collect_audio_files(source: str | os.PathLike[str]) -> list[Path]:
+    """``source`` itself if it is a file, else every audio file under it (recursive, sorted).
+
+    Raises :class:`DataError` when ``source`` does not exist or a folder holds no audio file.
+    """
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise DataError(f"{source}: audio file or folder does not exist")
+    files = find_audio_files(source)
+    if not files:
+        raise DataError(f"{source}: no audio files found (searched recursively)")
+    return files

@@ -140,16 +140,12 @@ def evaluate_reconstruction(
     """
     from rich.progress import Progress
 
-    from orchestrion.audio.io import find_audio_files, load_audio
+    from orchestrion.audio.io import collect_audio_files, load_audio
     from orchestrion.musika.inference import reconstruct, resolve_device
     from orchestrion.musika.train import load_autoencoder
 
     reference_dir = Path(reference_dir)
-    if not reference_dir.is_dir():
-        raise DataError(f"{reference_dir}: reference folder does not exist")
-    files = find_audio_files(reference_dir)
-    if not files:
-        raise DataError(f"{reference_dir}: no audio files found (searched recursively)")
+    files = collect_audio_files(reference_dir)
     model = load_autoencoder(model_path, resolve_device(device))
     report = ReconstructionReport(model=str(model.path), reference_dir=str(reference_dir))
     with Progress(disable=not progress, transient=True) as bar:

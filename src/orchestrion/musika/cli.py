@@ -82,9 +82,10 @@ def encode(
 
       orchestrion musika encode music/ --model runs/l2p2 --out latents/
     """
-    from orchestrion.musika.inference import audio_files, encode_files
+    from orchestrion.audio.io import collect_audio_files
+    from orchestrion.musika.inference import encode_files
 
-    with _bar("encode", len(audio_files(source))) as advance:
+    with _bar("encode", len(collect_audio_files(source))) as advance:
         for _ in encode_files(source, model, out, device=device):
             advance()
     typer.echo(f"latents written to {out}")

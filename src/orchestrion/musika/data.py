@@ -67,14 +67,10 @@ def scan_audio_folder(folder: str | Path) -> list[AudioFileInfo]:
     Raises :class:`DataError` if the folder does not exist, holds no audio file, or a file
     cannot be read (the message names it).
     """
-    from orchestrion.audio.io import audio_info, find_audio_files
+    from orchestrion.audio.io import audio_info, collect_audio_files
 
     folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: training data folder does not exist")
-    paths = find_audio_files(folder)
-    if not paths:
-        raise DataError(f"{folder}: no audio files found (searched recursively)")
+    paths = collect_audio_files(folder)
     infos = []
     for path in paths:
         try:

@@ -39,21 +39,6 @@ def latent_digest(model: TrainedAutoencoder) -> str:
     return weights_digest(*encoders)
 
 
-def audio_files(source: str | Path) -> list[Path]:
-    """``source`` itself if it is a file, else every audio file under it (DataError if none)."""
-    source = Path(source)
-    from orchestrion.audio.io import find_audio_files
-
-    if source.is_file():
-        return [source]
-    if not source.is_dir():
-        raise DataError(f"{source}: no such audio file or folder")
-    files = find_audio_files(source)
-    if not files:
-        raise DataError(f"{source}: no audio files found (searched recursively)")
-    return files
-
-
 def _require_phase(model: TrainedAutoencoder) -> None:
     if not model.level1.config.with_phase:
         raise CheckpointError(
@@ -79,11 +64,11 @@ def encode_files(
     Yields each written ``.safetensors`` path (named after the audio file; files in
     sub-folders get their relative path joined with ``__``), then writes ``index.json``.
     """
-    from orchestrion.audio.io import load_audio
+    from orchestrion.audio.io import collect_audio_files, load_audio
     from orchestrion.musika.codec import encode_to_latent_file, save_latents, write_latent_index
 
     source, out_dir = Path(source), Path(out_dir)
-    files = audio_files(source)
+    files = collect_audio_files(source)
     model = load_autoencoder(model_path, resolve_device(device))
     digest = latent_digest(model)
     for path in files:

@@ -1,10 +1,17 @@
 """Musika codec speed on CPU: encode and decode of ~120 s of stereo 22.05 kHz audio, in x real-time.
 
 Full-size techno and piano configs with random weights (speed does not depend on the values).
-Decoding = level-2 latents -> Dec2 -> Dec1 -> iSTFT, timed per stage like the reference numbers;
-"unoptimised" is the plain eval model, "optimised" the BatchNorm-folded model of
-``fuse_for_inference`` (float32, equal outputs), and "optimised-bf16" the same in bfloat16 (opt-in,
-quality cost printed as the SNR of its waveform against the float32 one).
+Decoding = level-2 latents -> Dec2 -> Dec1 -> iSTFT, timed per stage (all windows of both channels
+in one batch) like the reference numbers, and end to end as ``decode_latents`` streams it (blocks of
+32 windows). Configurations, side by side:
+
+  unoptimised      the plain eval models (``decode_latents(..., fast=False)``, the default)
+  fast fp32        ``fast=True``: FastDecoder, BatchNorm folded, channels-last oneDNN convs,
+                   frame-major block-wise iSTFT; equal to unoptimised within float rounding
+  fast bf16        ``fast=True, precision="bf16"``: opt-in, lossy (SNR vs unoptimised printed)
+  fast bf16-mixed  as bf16 with Dec1's output conv in float32: opt-in, lossy
+
+Noise is off so the waveforms can be compared (max |diff| and SNR against unoptimised).
 
 Usage:  python benchmarks/musika_codec_speed.py [--seconds 120] [--threads 2] [--repeats 3]
 """
@@ -18,12 +25,22 @@ import time
 
 import torch
 
-from orchestrion.audio.spectral import SAMPLE_RATE, features_to_wave
+from orchestrion.audio.spectral import (
+    SAMPLE_RATE,
+    _istft_differentiable,
+    denormalise_magnitude,
+    features_to_wave,
+    frames_to_wave,
+)
 from orchestrion.musika.autoencoder import Level1Autoencoder, Level2Autoencoder
-from orchestrion.musika.codec import encode_audio, fuse_for_inference, padded_frames
+from orchestrion.musika.codec import decode_latents, encode_audio, fuse_for_inference, padded_frames
 from orchestrion.musika.config import Level1Config, Level2Config
+from orchestrion.musika.fast import FastDecoder
+from orchestrion.musika.layers import configure_noise
 
-REFERENCE = "TF 2.15 reference: ~119 s stereo decoded in ~1.8 s (L2 dec 0.47 s, L1 dec 1.07 s, iSTFT 0.28 s) = ~65x"
+REFERENCE = (
+    "reference (TF 2.15): ~119 s stereo decoded in ~1.8 s (L2 dec 0.47 s, L1 dec 1.07 s, iSTFT 0.28 s) = ~65x"
+)
 
 
 def cpu_model() -> str:
@@ -53,13 +70,23 @@ def timed(fn, repeats: int) -> tuple[tuple[float, float], object]:
 
 
 def decode_stages(level1, level2, latents: torch.Tensor, repeats: int) -> tuple[dict, torch.Tensor]:
-    """Time Dec2, Dec1 and the iSTFT separately on all windows and both channels at once."""
-    dtype = next(level1.parameters()).dtype
+    """Unoptimised path: time Dec2, Dec1 and the iSTFT separately on all windows and both channels."""
     with torch.inference_mode():
-        t2, z = timed(lambda: level2.decode(latents.to(dtype)), repeats)
+        t2, z = timed(lambda: level2.decode(latents), repeats)
         t1, (magnitude, phase) = timed(lambda: level1.decode(z), repeats)
-        magnitude, phase = magnitude.float(), phase.float()
         ti, wave = timed(lambda: features_to_wave(magnitude, phase), repeats)
+    return {"L2 dec": t2, "L1 dec": t1, "iSTFT": ti}, wave
+
+
+def fast_stages(decoder: FastDecoder, latents: torch.Tensor, repeats: int) -> tuple[dict, torch.Tensor]:
+    """The same stages through a FastDecoder (frame-major output, no transposes between stages)."""
+    n_bins = decoder.n_bins
+    with torch.inference_mode():
+        windows = decoder.to_windows(latents)
+        t2, z = timed(lambda: decoder.run_level2(windows), repeats)
+        t1, out = timed(lambda: decoder.run_level1(z), repeats)
+        out = out.reshape(latents.shape[0], -1, out.shape[-1])
+        ti, wave = timed(lambda: frames_to_wave(out[..., :n_bins], out[..., n_bins:]), repeats)
     return {"L2 dec": t2, "L1 dec": t1, "iSTFT": ti}, wave
 
 
@@ -82,31 +109,40 @@ def run(preset: str, seconds: float, repeats: int) -> None:
     audio_seconds = (frames2 * level2.config.hop + 768) / SAMPLE_RATE
     print(f"\n== {preset}: {frames2} level-2 frames x 2 channels = {audio_seconds:.1f} s of stereo audio ==")
 
-    results = {}
-    variants = {
-        "unoptimised": (level1, level2),
-        "optimised": (fuse_for_inference(level1), fuse_for_inference(level2)),
-        "optimised-bf16": (fuse_for_inference(level1, torch.bfloat16), fuse_for_inference(level2, torch.bfloat16)),
-    }
-    for name, (l1, l2) in variants.items():
-        for model in (l1, l2):  # deterministic decoding so the variants can be compared
-            for layer in model.modules():
-                if hasattr(layer, "enabled"):
-                    layer.enabled = False
-        stages, wave = decode_stages(l1, l2, latents, repeats)
-        results[name] = wave
-        total = sum(wall for wall, _ in stages.values())
-        cpu = sum(cpu for _, cpu in stages.values()) / torch.get_num_threads()
-        split = "  ".join(f"{k} {wall:.3f} s" for k, (wall, _) in stages.items())
-        extra = ""
-        if name != "unoptimised":
-            extra = f"  max|diff| {float((wave - results['unoptimised']).abs().max()):.2e}"
-            extra += f"  SNR {snr_db(results['unoptimised'], wave):.1f} dB"
-        print(
-            f"decode {name:15s} {split}  total {total:.3f} s = {audio_seconds / total:6.1f}x real-time "
-            f"(CPU/threads {cpu:.3f} s = {audio_seconds / cpu:6.1f}x){extra}"
+    for model in (level1, level2):  # deterministic decoding so the configurations can be compared
+        configure_noise(model, enabled=False)
+    configs = {"unoptimised": None, "fast fp32": "fp32", "fast bf16": "bf16", "fast bf16-mixed": "bf16-mixed"}
+    rows = {}
+    for name, precision in configs.items():
+        if precision is None:
+            stages, _ = decode_stages(level1, level2, latents, repeats)
+        else:
+            stages, _ = fast_stages(FastDecoder(level1, level2, precision), latents, repeats)
+        (end_to_end, _), streamed = timed(
+            lambda p=precision: decode_latents(
+                latents, level1, level2, noise=False, clip=False, fast=p is not None, precision=p or "fp32"
+            ),
+            repeats,
         )
+        rows[name] = (stages, end_to_end, streamed)
+    reference_wave = rows["unoptimised"][2]
+    print(f"{'configuration':16s} {'L2 dec':>7s} {'L1 dec':>7s} {'iSTFT':>7s} {'sum':>7s} {'x RT':>6s}   "
+          f"{'end-to-end':>10s} {'x RT':>6s}   {'max|diff|':>9s} {'SNR dB':>7s}")
+    for name, (stages, end_to_end, wave) in rows.items():
+        total = sum(wall for wall, _ in stages.values())
+        split = " ".join(f"{wall:7.3f}" for wall, _ in stages.values())
+        diff = float((wave - reference_wave).abs().max())
+        snr = snr_db(reference_wave, wave) if diff > 0 else float("inf")
+        print(f"{name:16s} {split} {total:7.3f} {audio_seconds / total:6.1f}   {end_to_end:10.3f} "
+              f"{audio_seconds / end_to_end:6.1f}   {diff:9.2e} {snr:7.1f}")
+    with torch.inference_mode():
+        magnitude, phase = level1.decode(level2.decode(latents))
+        magnitude = denormalise_magnitude(magnitude)
+        (whole, _), _ = timed(lambda: _istft_differentiable(magnitude, phase, 1024, 256), repeats)
+    print(f"(for comparison: the whole-tensor iSTFT, now used only with autograd, takes {whole:.3f} s)")
+    print(REFERENCE)
 
+    variants = {"unoptimised": (level1, level2), "optimised": (fuse_for_inference(level1), fuse_for_inference(level2))}
     wave = torch.rand(2, num_samples) - 0.5
     for name in ("unoptimised", "optimised"):
         l1, l2 = variants[name]

@@ -16,6 +16,7 @@ from orchestrion.audio.spectral import (
     SAMPLE_RATE,
     denormalise_magnitude,
     features_to_wave,
+    frames_to_wave,
     istft,
     log_magnitude,
     log_magnitude_for_discriminator,
@@ -155,3 +156,22 @@ def test_bad_input_raises_audio_error() -> None:
 def test_constants() -> None:
     assert (spectral.N_FFT, spectral.HOP, spectral.N_BINS) == (1024, 256, 513)
     assert (spectral.MU, spectral.SIGMA, spectral.SAMPLE_RATE) == (-25.0, 75.0, 22050)
+
+
+@pytest.mark.parametrize("frames", [1, 255, 256, 700])  # one, exactly one, and several (partial) blocks
+def test_blockwise_inference_istft_equals_whole_tensor_version(frames: int) -> None:
+    generator = torch.Generator().manual_seed(frames)
+    features = torch.rand(2, N_BINS, frames, generator=generator) * 2.4 - 1.2  # includes values to clip
+    phase = torch.rand(2, N_BINS, frames, generator=generator) * 2 - 1
+    # the autograd path (used in training) is the whole-tensor reference implementation
+    reference = features_to_wave(features.clone().requires_grad_(True), phase).detach()
+    assert reference.shape == (2, 256 * frames + 768)
+    torch.testing.assert_close(features_to_wave(features, phase), reference, rtol=0, atol=1e-5)
+    magnitude = denormalise_magnitude(features)
+    torch.testing.assert_close(istft(magnitude, phase), reference, rtol=0, atol=1e-5)
+    # frame-major, strided input as a decoder emits it: (B, K, 1026) with magnitude and phase halves
+    decoder_out = torch.cat([features, phase], dim=1).transpose(1, 2).contiguous()
+    fast = frames_to_wave(decoder_out[..., :N_BINS], decoder_out[..., N_BINS:])
+    torch.testing.assert_close(fast, reference, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="must both be"):
+        frames_to_wave(decoder_out, decoder_out[..., :N_BINS])

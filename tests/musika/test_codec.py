@@ -30,6 +30,7 @@ from orchestrion.musika.codec import (
     write_latent_index,
 )
 from orchestrion.musika.config import Level1Config, Level2Config
+from orchestrion.musika.fast import fast_decoder
 from orchestrion.musika.layers import AddNoise, configure_noise
 
 
@@ -216,3 +217,68 @@ def test_bad_latent_files_raise_data_error(tmp_path) -> None:
         load_latents(future)
     with pytest.raises(DataError, match="latent index not found"):
         read_latent_index(tmp_path)
+
+
+def _snr_db(reference: torch.Tensor, test: torch.Tensor) -> float:
+    return float(10 * torch.log10(reference.pow(2).sum() / (reference - test).pow(2).sum()))
+
+
+@pytest.mark.parametrize("preset", ["debug", "techno", "piano"])
+def test_fast_fp32_decoding_equals_unoptimised(preset: str) -> None:
+    torch.manual_seed(0)
+    level1 = _randomise_statistics(Level1Autoencoder(Level1Config.preset("debug" if preset == "debug" else "default")))
+    level2 = _randomise_statistics(Level2Autoencoder(Level2Config.preset(preset)))
+    codes = torch.rand(2, level2.config.latent_dim, 3 * level2.config.decoder_input_frames) * 2 - 1
+    for noise in (False, True):  # with noise: the same seed draws the same noise in both paths
+        plain = decode_latents(codes, level1, level2, noise=noise, seed=4, clip=False, block_windows=2)
+        fast = decode_latents(codes, level1, level2, noise=noise, seed=4, clip=False, block_windows=2, fast=True)
+        assert fast.shape == plain.shape == (2, 3 * 64 * 256 + 768)
+        torch.testing.assert_close(fast, plain, rtol=0, atol=1e-4)
+    # level-1 latents only (no Dec2), streaming pieces included
+    z = torch.rand(1, level1.config.latent_dim, 128) * 2 - 1
+    plain_pieces = list(iter_decode(z, level1, noise=False, block_windows=1))
+    fast_pieces = list(iter_decode(z, level1, noise=False, block_windows=1, fast=True))
+    assert [p.shape for p in fast_pieces] == [p.shape for p in plain_pieces]
+    for fast_piece, plain_piece in zip(fast_pieces, plain_pieces, strict=True):
+        torch.testing.assert_close(fast_piece, plain_piece, rtol=0, atol=1e-4)
+
+
+def test_fast_bf16_decoding_is_close_to_fp32() -> None:
+    """bf16 is opt-in and lossy: its waveform must stay within a stated SNR of the float32 model.
+
+    Threshold: >= 32 dB for both, and "bf16-mixed" (fp32 output conv) must beat "bf16". These random
+    full-size weights with strong BatchNorm statistics give ~35.6 and ~36.4 dB; the benchmark's
+    milder statistics ~41 and ~45 dB.
+    """
+    torch.manual_seed(0)
+    level1 = _randomise_statistics(Level1Autoencoder(Level1Config()))
+    level2 = _randomise_statistics(Level2Autoencoder(Level2Config.preset("techno")))
+    codes = torch.rand(2, 64, 32) * 2 - 1
+    plain = decode_latents(codes, level1, level2, noise=False, clip=False)
+    snr = {
+        precision: _snr_db(plain, decode_latents(codes, level1, level2, noise=False, clip=False, fast=True,
+                                                 precision=precision))
+        for precision in ("bf16", "bf16-mixed")
+    }
+    assert snr["bf16"] >= 32.0
+    assert snr["bf16-mixed"] >= 32.0
+    assert snr["bf16-mixed"] > snr["bf16"]
+    with pytest.raises(ValueError, match="precision must be one of"):
+        decode_latents(codes, level1, level2, fast=True, precision="fp16")
+
+
+def test_fast_decoder_is_cached_and_follows_weight_changes() -> None:
+    torch.manual_seed(0)
+    level1 = _randomise_statistics(Level1Autoencoder(Level1Config.preset("debug")))
+    level2 = _randomise_statistics(Level2Autoencoder(Level2Config.preset("debug")))
+    first = fast_decoder(level1, level2)
+    assert fast_decoder(level1, level2) is first
+    assert fast_decoder(level1) is not first  # level-1-only decoder is a different one
+    codes = torch.rand(1, level2.config.latent_dim, 8) * 2 - 1
+    before = decode_latents(codes, level1, level2, noise=False, fast=True)
+    with torch.no_grad():
+        level1.decoder.head.bn.running_mean.add_(0.5)  # e.g. a training step on the model
+    assert fast_decoder(level1, level2) is not first
+    after = decode_latents(codes, level1, level2, noise=False, fast=True)
+    assert not torch.equal(before, after)
+    torch.testing.assert_close(after, decode_latents(codes, level1, level2, noise=False), rtol=0, atol=1e-4)

@@ -35,9 +35,14 @@ Latent file format, version 1 (:func:`save_latents` / :func:`load_latents`)
     A directory of latent files has an ``index.json`` (:func:`write_latent_index`) listing every
     file with its metadata, so a loader can plan crops without opening the tensors.
 
-Fast inference (:func:`fuse_for_inference`)
-    A copy of a model in eval mode with every BatchNorm folded into the preceding conv. Decoding
-    also runs under ``torch.inference_mode`` with channels and windows batched.
+Fast inference
+    :func:`fuse_for_inference` returns a copy of a model in eval mode with every BatchNorm folded
+    into the preceding conv. ``decode_latents(..., fast=True)`` (and ``iter_decode``) decode with a
+    cached :class:`~orchestrion.musika.fast.FastDecoder` instead: folded weights, channels-last
+    oneDNN convolutions, Dec2 chained into Dec1 without re-windowing and a frame-major block-wise
+    iSTFT; float32 by default (equal to the plain path within float rounding, noise included), with
+    opt-in, lossy ``precision="bf16"`` / ``"bf16-mixed"``. ``fast=False`` (the default) is the plain
+    model path, kept for comparison. Numbers: ``benchmarks/musika_codec_speed.py``.
 """
 
 from __future__ import annotations
@@ -57,10 +62,11 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from orchestrion import __version__
-from orchestrion.audio.spectral import HOP, N_FFT, SAMPLE_RATE, features_to_wave, wave_to_features
+from orchestrion.audio.spectral import HOP, N_FFT, SAMPLE_RATE, features_to_wave, frames_to_wave, wave_to_features
 from orchestrion.errors import DataError
 from orchestrion.fileio import atomic_path, atomic_write_text
 from orchestrion.musika.autoencoder import Level1Autoencoder, Level2Autoencoder
+from orchestrion.musika.fast import fast_decoder
 from orchestrion.musika.layers import AddNoise, ConvBlock
 
 FORMAT = "orchestrion-musika-latents"
@@ -164,6 +170,8 @@ def iter_decode(
     block_windows: int = 32,
     noise: bool = True,
     seed: int | None = None,
+    fast: bool = False,
+    precision: str = "fp32",
 ) -> Iterator[Tensor]:
     """Decode latents block by block, yielding consecutive waveform pieces (streaming API).
 
@@ -173,6 +181,11 @@ def iter_decode(
         block_windows: decoder windows per block (per channel); bounds memory, not the result.
         noise: sample the decoders' AddNoise (as the reference); False makes decoding deterministic.
         seed: seeds the noise generator (reproducible for a fixed ``block_windows``).
+        fast: decode with :class:`~orchestrion.musika.fast.FastDecoder` (BatchNorm folded,
+            channels-last oneDNN convs, frame-major iSTFT; built once per model and cached). With
+            ``precision="fp32"`` the output equals the plain models' within ~1e-5, noise included.
+        precision: for ``fast=True`` only: ``"fp32"`` (default), or the opt-in, lower-quality
+            ``"bf16"`` / ``"bf16-mixed"`` (see :mod:`orchestrion.musika.fast`).
     Yields:
         (C, n) float32 waveform pieces; concatenated they are the one-shot iSTFT output of
         ``256·K + 768`` samples (K level-1 frames), not clipped and not trimmed.
@@ -187,22 +200,32 @@ def iter_decode(
     generator = None
     if seed is not None:
         generator = torch.Generator(device=parameter.device).manual_seed(seed)
+    decoder = fast_decoder(level1, level2, precision) if fast else None
     models = [m for m in (level1, level2) if m is not None]
     carry = None  # last 768 samples of the previous block, still waiting for the next block's frames
     with torch.inference_mode(), _noise(models, noise, generator):
         for first in range(0, latents.shape[-1], step * block_windows):
-            block = latents[..., first : first + step * block_windows].to(parameter.device, parameter.dtype)
-            if level2 is not None:
-                block = level2.decode(block)  # (C, 128, frames)
-            magnitude, phase = level1.decode(block)  # (C, 513, frames) each
-            if phase is None:
-                raise ValueError("the level-1 decoder has no phase output (phase-1 mode); call enable_phase()")
-            wave = features_to_wave(magnitude.float(), phase.float())  # (C, 256·frames + 768), float32
+            block = latents[..., first : first + step * block_windows].to(parameter.device)
+            if decoder is not None:
+                out = decoder.decode(block, noise=noise, generator=generator)  # (C, frames, 1026) frame-major
+                wave = frames_to_wave(out[..., : decoder.n_bins], out[..., decoder.n_bins :])
+            else:
+                wave = _decode_block(block.to(parameter.dtype), level1, level2)
             if carry is not None:
                 wave[:, :PAD] += carry
             carry = wave[:, -PAD:]
             yield wave[:, :-PAD].cpu()
         yield carry.cpu()
+
+
+def _decode_block(block: Tensor, level1: Level1Autoencoder, level2: Level2Autoencoder | None) -> Tensor:
+    """The un-optimised path: (C, dim, F) latents -> (C, 256·K + 768) float32 waveform."""
+    if level2 is not None:
+        block = level2.decode(block)  # (C, 128, frames)
+    magnitude, phase = level1.decode(block)  # (C, 513, frames) each
+    if phase is None:
+        raise ValueError("the level-1 decoder has no phase output (phase-1 mode); call enable_phase()")
+    return features_to_wave(magnitude.float(), phase.float())
 
 
 def decode_latents(
@@ -216,6 +239,8 @@ def decode_latents(
     block_windows: int = 32,
     noise: bool = True,
     seed: int | None = None,
+    fast: bool = False,
+    precision: str = "fp32",
 ) -> Tensor:
     """Decode latents of any length to a waveform (see :func:`iter_decode` for the arguments).
 
@@ -227,7 +252,9 @@ def decode_latents(
     Returns:
         (C, L) float32 waveform at 22.05 kHz.
     """
-    pieces = iter_decode(latents, level1, level2, block_windows=block_windows, noise=noise, seed=seed)
+    pieces = iter_decode(
+        latents, level1, level2, block_windows=block_windows, noise=noise, seed=seed, fast=fast, precision=precision
+    )
     wave = torch.cat(list(pieces), dim=-1)
     if num_samples is not None:
         if offset + num_samples > wave.shape[-1]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from train_support import write_music_folder, write_rendered_excerpt
 from typer.testing import CliRunner
 
@@ -95,6 +96,11 @@ def test_bad_inputs_exit_with_code_2(model, tmp_path: Path, capsys) -> None:
     assert "does not exist" in _fails(capsys, "musika", "train-ae", tmp_path / "missing", "--out", tmp_path / "r")
     assert "no audio files" in _fails(capsys, "musika", "train-ae", empty, "--out", tmp_path / "r", "--steps", 1)
     assert "no audio files" in _fails(capsys, "musika", "encode", empty, "--model", model["l1p2"], "--out", tmp_path)
+    _ok("musika", "encode", model["data"], "--model", model["l1p2"], "--out", tmp_path / "latents")
+    assert "unknown precision" in _fails(
+        capsys, "musika", "decode", tmp_path / "latents", "--model", model["l1p2"],
+        "--out", tmp_path, "--precision", "fp8",
+    )  # fmt: skip
     # --model pointing at something that is not a Musika autoencoder run
     assert "no checkpoint found" in _fails(
         capsys, "musika", "encode", model["data"], "--model", empty, "--out", tmp_path / "x"
@@ -150,3 +156,30 @@ def test_killed_training_resumes_from_its_checkpoint(model, tmp_path: Path) -> N
     assert all(v.equal(before[k]) for k, v in load_checkpoint(ckpt_dir).module_state("level1_encoder").items())
     lines = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert lines == sorted(set(lines)) and lines[-1] == target
+
+
+def test_file_level_codec_streams_and_equals_in_memory_codec(model, tmp_path):
+    """encode_files (memory-mapped, resampled in chunks) and decode_files (streamed to disk)
+    give what the in-memory codec gives, for a 44.1 kHz stereo file."""
+    from orchestrion.audio.io import load_audio, save_audio
+    from orchestrion.musika.codec import decode_latent_file, encode_to_latent_file, load_latents
+    from orchestrion.musika.inference import DECODE_SEED, decode_files, encode_files
+    from orchestrion.musika.train import load_autoencoder
+
+    mono = load_audio(next(Path(model["data"]).glob("*.wav")), sample_rate=44100)[0]
+    stereo = np.stack([mono, 0.5 * mono[::-1]])
+    source = save_audio(tmp_path / "in.wav", stereo, sample_rate=44100, subtype="FLOAT")
+    [latent_path] = list(encode_files(source, model["l1p2"], tmp_path / "latents", device="cpu"))
+    assert sorted(p.name for p in (tmp_path / "latents").iterdir()) == ["in.safetensors", "index.json"]
+
+    trained = load_autoencoder(model["l1p2"], "cpu")
+    reference = encode_to_latent_file(torch.from_numpy(load_audio(source)), trained.level1)
+    streamed = load_latents(latent_path)
+    assert streamed.num_samples == reference.num_samples
+    torch.testing.assert_close(streamed.latents, reference.latents, atol=1e-5, rtol=0)
+
+    [wav] = list(decode_files(tmp_path / "latents", model["l1p2"], tmp_path / "out", device="cpu"))
+    decoded, rate = sf.read(wav, dtype="float32", always_2d=True)
+    expected = decode_latent_file(streamed, trained.level1, seed=DECODE_SEED).numpy().T
+    assert rate == 22050 and decoded.shape == expected.shape == (reference.num_samples, 2)
+    assert np.abs(decoded - expected).max() < 2.0 / 32768  # 16-bit PCM rounding

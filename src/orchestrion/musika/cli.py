@@ -97,18 +97,25 @@ def decode(
     model: Path = typer.Option(..., "--model", help="The autoencoder run directory that made the latents."),
     out: Path = typer.Option(..., "--out", help="Folder for the decoded WAV files."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    precision: str = typer.Option(
+        "fp32", "--precision", help="fp32 (exact), or bf16: ~2x faster on CPUs with bf16 units, ~40 dB SNR."
+    ),
 ) -> None:
     """Decode Musika latent files back to 22.05 kHz WAV audio of the original length.
 
-    Example:
+    Audio is streamed to disk block by block, so latents of any length decode in bounded memory.
+
+    Examples:
 
       orchestrion musika decode latents/ --model runs/l2p2 --out decoded/
+
+      orchestrion musika decode latents/ --model runs/l2p2 --out decoded/ --precision bf16
     """
     from orchestrion.musika.inference import decode_files
 
     total = len(list(latent_dir.glob("*.safetensors"))) if latent_dir.is_dir() else 1
     with _bar("decode", total) as advance:
-        for _ in decode_files(latent_dir, model, out, device=device):
+        for _ in decode_files(latent_dir, model, out, device=device, precision=precision):
             advance()
     typer.echo(f"audio written to {out}")
 

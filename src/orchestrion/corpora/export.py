@@ -16,6 +16,8 @@ signs are unbalanced; for training data the expansion would only duplicate mater
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -118,6 +120,22 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
+def _write_piece(piece: Piece, path: Path) -> None:
+    atomic_write_bytes(path, piece_midi(piece))
+
+
+def _make_missing(label: str, jobs: list[tuple[str, Path, Callable[[Path], object]]], progress: bool) -> list[Path]:
+    """Run ``make(path)`` for each ``(piece, path, make)`` whose file does not exist yet (restartable)."""
+    with _progress(progress) as bar:
+        task = bar.add_task(label, total=len(jobs), piece="")
+        for piece, path, make in jobs:
+            bar.update(task, piece=piece)
+            if not path.exists():
+                make(path)
+            bar.advance(task)
+    return [path for _, path, _ in jobs]
+
+
 def export_corpus(
     name: str, out_dir: str | os.PathLike[str], limit: int | None = None, progress: bool = False
 ) -> list[Path]:
@@ -130,17 +148,8 @@ def export_corpus(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pieces = _selected(name, limit)
-    paths = []
-    with _progress(progress) as bar:
-        task = bar.add_task(f"export {name}", total=len(pieces), piece="")
-        for piece in pieces:
-            path = out_dir / f"{piece.id}.mid"
-            bar.update(task, piece=piece.id)
-            if not path.exists():
-                atomic_write_bytes(path, piece_midi(piece))
-            paths.append(path)
-            bar.advance(task)
-    return paths
+    jobs = [(piece.id, out_dir / f"{piece.id}.mid", partial(_write_piece, piece)) for piece in pieces]
+    return _make_missing(f"export {name}", jobs, progress)
 
 
 def render_corpus(
@@ -160,17 +169,9 @@ def render_corpus(
 
     out_dir = Path(out_dir)
     midi_paths = export_corpus(name, out_dir / "midi", limit=limit, progress=progress)
-    paths = []
-    with _progress(progress) as bar:
-        task = bar.add_task(f"render {name}", total=len(midi_paths), piece="")
-        for midi_path in midi_paths:
-            path = out_dir / f"{midi_path.stem}.wav"
-            bar.update(task, piece=midi_path.stem)
-            if not path.exists():
-                render_file(midi_path, path, sample_rate=sample_rate, normalize=True)
-            paths.append(path)
-            bar.advance(task)
-    return paths
+    render = partial(render_file, sample_rate=sample_rate, normalize=True)
+    jobs = [(midi.stem, out_dir / f"{midi.stem}.wav", partial(render, midi)) for midi in midi_paths]
+    return _make_missing(f"render {name}", jobs, progress)
 
 
 def demo_midi(out_dir: str | os.PathLike[str], n: int = 3) -> list[Path]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -57,6 +58,8 @@ def train_ae(
       orchestrion musika train-ae music/ --out runs/l1p2 --level 1 --phase 2 --init runs/l1p1
 
       orchestrion musika train-ae music/ --out runs/l2p1 --level 2 --phase 1 --level1 runs/l1p2 --preset piano
+
+      torchrun --nproc_per_node=4 $(which orchestrion) musika train-ae music/ --out runs/l1p1 --preset techno
     """
     from orchestrion.musika.train import train_autoencoder
 
@@ -65,7 +68,7 @@ def train_ae(
         level1=level1, batch_size=batch_size, workers=workers, checkpoint_every=checkpoint_every,
         seed=seed, device=device,
     )
-    if metrics:
+    if metrics and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         typer.echo("final " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from orchestrion.audio.io import SAMPLE_RATE, save_audio, to_mono
-from orchestrion.errors import AudioError, MidiError
+from orchestrion.errors import AudioError
 
 if TYPE_CHECKING:
     import symusic
@@ -90,21 +90,11 @@ def _load_synth(soundfont: Path, sample_rate: int, gain_db: float) -> tuple[tiny
 
 def _load_score(midi: str | os.PathLike[str] | bytes) -> tuple[symusic.Score, str]:
     """The parsed score with times in seconds, and a name for error messages."""
-    import symusic
+    from orchestrion.symbolic.midi import load_midi, parse_midi
 
-    name = "<MIDI bytes>" if isinstance(midi, (bytes, bytearray)) else str(midi)
-    if not isinstance(midi, (bytes, bytearray)):
-        path = Path(midi)
-        if not path.is_file():
-            raise MidiError(f"{path}: MIDI file not found")
-        midi = path.read_bytes()
-    try:
-        score = symusic.Score.from_midi(bytes(midi))
-    except Exception as error:  # symusic reports parse failures as RuntimeError/ValueError
-        raise MidiError(f"{name}: not a valid MIDI file ({error})") from error
-    if score.note_num() == 0:
-        raise MidiError(f"{name}: MIDI file contains no notes to render")
-    return score.to("second"), name
+    if isinstance(midi, (bytes, bytearray)):
+        return parse_midi(bytes(midi)).to("second"), "<MIDI bytes>"
+    return load_midi(midi).to("second"), str(midi)
 
 
 def _sustained_ends(starts: np.ndarray, ends: np.ndarray, pedals: np.ndarray) -> np.ndarray:

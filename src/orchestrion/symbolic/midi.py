@@ -46,20 +46,27 @@ def load_midi(path: str | os.PathLike[str]) -> ScoreTick:
     path = Path(path)
     try:
         data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise MidiError(f"{path}: cannot read MIDI file (not found)") from exc
     except OSError as exc:
         raise MidiError(f"{path}: cannot read MIDI file ({exc.strerror or exc})") from exc
+    return parse_midi(data, str(path))
+
+
+def parse_midi(data: bytes, name: str = "<MIDI bytes>") -> ScoreTick:
+    """Parse Standard MIDI File bytes; errors name the source as ``name`` (see :func:`load_midi`)."""
     if not data:
-        raise MidiError(f"{path}: empty file (0 bytes), not a MIDI file")
+        raise MidiError(f"{name}: empty file (0 bytes), not a MIDI file")
     if not data.startswith(_HEADER):
-        raise MidiError(f"{path}: not a MIDI file (no 'MThd' header)")
+        raise MidiError(f"{name}: not a MIDI file (no 'MThd' header, so not a valid MIDI file)")
     try:
         score = symusic.Score.from_midi(data)
     except RuntimeError as exc:
-        raise MidiError(f"{path}: corrupt MIDI file ({exc})") from exc
+        raise MidiError(f"{name}: not a valid MIDI file, corrupt ({exc})") from exc
     if score.ticks_per_quarter <= 0:
-        raise MidiError(f"{path}: SMPTE time division is not supported (need ticks per quarter note)")
+        raise MidiError(f"{name}: SMPTE time division is not supported (need ticks per quarter note)")
     if score.note_num() == 0:  # symusic drops tracks without notes, so this covers zero-track files
-        raise MidiError(f"{path}: MIDI file has no note (no track with notes)")
+        raise MidiError(f"{name}: MIDI file has no notes (no track with a note)")
     return score
 
 

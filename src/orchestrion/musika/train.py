@@ -356,6 +356,13 @@ def train_autoencoder(
         dataset=dataset,
         config=trainer_config,
     )
+    if progress and trainer.is_main:
+        from rich.console import Console
+
+        Console(stderr=True).print(
+            f"level {config.level} phase {config.phase}: {len(dataset.files)} audio files, "
+            f"{dataset.total_seconds / 60:.1f} min, {len(dataset)} crops of {dataset.crop} samples per epoch"
+        )
     return trainer.fit(resume=resume)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from orchestrion.errors import DataError
+from orchestrion.symbolic.bpe_learner import learn_merges
 from orchestrion.symbolic.mmr_vocab import (
     BAR_OFFSET,
     BASE_EVENT_VOCAB_SIZE,
@@ -18,7 +19,7 @@ from orchestrion.symbolic.mmr_vocab import (
     PITCH_OFFSET,
     POS_OFFSET,
 )
-from orchestrion.symbolic.music_bpe import MusicBPE, count_word_table, learn_merges
+from orchestrion.symbolic.music_bpe import MusicBPE, count_word_table
 
 BASE = BASE_EVENT_VOCAB_SIZE
 

@@ -30,7 +30,11 @@ def system_info() -> dict[str, str]:
         "numpy": numpy.__version__,
         "torch threads": str(torch.get_num_threads()),
         "device": device,
-        "bundled models": str(BUNDLED_MODELS_DIR),
+        "bundled models": (
+            str(BUNDLED_MODELS_DIR)
+            if BUNDLED_MODELS_DIR.is_dir() and any(BUNDLED_MODELS_DIR.iterdir())
+            else "none in this version"
+        ),
     }
     try:
         from orchestrion.audio.render import default_soundfont

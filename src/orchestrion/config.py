@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from orchestrion.errors import ConfigError
-from orchestrion.fileio import atomic_write_text
+from orchestrion.fileio import atomic_write_text, read_json
 
 T = TypeVar("T")
 
@@ -163,12 +163,7 @@ def save_config(config: Any, path: str | Path) -> None:
 def load_config(path: str | Path) -> tuple[str, Any]:
     """Read a file written by :func:`save_config`: returns ``(kind, config)``."""
     path = Path(path)
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise ConfigError(f"{path}: config file not found") from error
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: not valid JSON ({error})") from error
+    payload = read_json(path, "config file", ConfigError)
     if not isinstance(payload, dict) or "kind" not in payload or "config" not in payload:
         raise ConfigError(f"{path}: expected an object with 'kind' and 'config'")
     kind = payload["kind"]

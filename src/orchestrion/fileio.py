@@ -1,4 +1,6 @@
-"""Atomic file writes: a reader (or a kill) sees the old file or the new one, never half.
+"""File I/O shared by every area: atomic writes, and JSON reads with user-facing errors.
+
+Atomic writes: a reader (or a kill) sees the old file or the new one, never half.
 
 Everything orchestrion writes for a user — audio, MIDI, pictures, JSON, datasets —
 goes through :func:`atomic_path`, which hands out a temporary name in the target's
@@ -8,10 +10,14 @@ folder, fsyncs what was written there and renames it over the target.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from orchestrion.errors import OrchestrionError
 
 
 def _umask() -> int:
@@ -54,3 +60,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_json(path: str | Path, what: str, error: type[OrchestrionError]) -> Any:
+    """Parse the JSON file ``path``; a missing or unreadable one raises ``error`` naming ``what``."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise error(f"{path}: {what} not found") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: {what} is not valid JSON ({exc})") from exc

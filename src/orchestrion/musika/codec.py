@@ -64,7 +64,7 @@ from torch import Tensor, nn
 from orchestrion import __version__
 from orchestrion.audio.spectral import HOP, N_FFT, SAMPLE_RATE, features_to_wave, frames_to_wave, wave_to_features
 from orchestrion.errors import DataError
-from orchestrion.fileio import atomic_path, atomic_write_text
+from orchestrion.fileio import atomic_path, atomic_write_text, read_json
 from orchestrion.musika.autoencoder import Level1Autoencoder, Level2Autoencoder
 from orchestrion.musika.fast import fast_decoder
 from orchestrion.musika.layers import AddNoise, ConvBlock
@@ -425,12 +425,7 @@ def write_latent_index(directory: str | Path) -> Path:
 def read_latent_index(directory: str | Path) -> list[dict[str, int | str]]:
     """The file entries of ``directory/index.json`` (see :func:`write_latent_index`)."""
     index_path = Path(directory) / INDEX_NAME
-    try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise DataError(f"{index_path}: latent index not found (run write_latent_index)") from error
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataError(f"{index_path}: not valid JSON ({error})") from error
+    index = read_json(index_path, "latent index", DataError)
     if not isinstance(index, dict) or index.get("format") != FORMAT or "files" not in index:
         raise DataError(f"{index_path}: not an orchestrion latent index")
     if index.get("format_version") != FORMAT_VERSION:

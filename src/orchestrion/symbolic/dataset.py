@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrion.errors import DataError
-from orchestrion.fileio import atomic_path, atomic_write_text
+from orchestrion.fileio import atomic_path, atomic_write_text, read_json
 from orchestrion.symbolic.mmr_vocab import (
     INSTRUMENT_OFFSET,
     MMR_VOCAB_VERSION,
@@ -119,10 +119,7 @@ def read_manifest(data_dir: str | Path) -> dict:
             data_dir / "plan.json"
         ).is_file() else ""
         raise DataError(f"{data_dir}: not a token dataset, {MANIFEST} is missing{hint}")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise DataError(f"{path}: unreadable manifest ({error})") from None
+    manifest = read_json(path, "dataset manifest", DataError)
     if manifest.get("format") != DATASET_FORMAT:
         raise DataError(f"{path}: not an orchestrion token dataset (format {manifest.get('format')!r})")
     if manifest.get("version") != DATASET_FORMAT_VERSION:

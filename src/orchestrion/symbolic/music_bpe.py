@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrion.errors import DataError
-from orchestrion.fileio import atomic_write_text
+from orchestrion.fileio import atomic_write_text, read_json
 from orchestrion.symbolic import mmr_vocab
 from orchestrion.symbolic.bpe_learner import learn_merges_and_words
 
@@ -516,13 +516,7 @@ class MusicBPE:
     def load(cls, path: str | Path, *, check_mmr: bool = True) -> MusicBPE:
         """Read a file written by :meth:`save`; with ``check_mmr`` it must match the installed MMR vocab."""
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise DataError(f"{path}: Music BPE file not found") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise DataError(f"{path}: cannot read Music BPE file ({error})") from None
-        bpe = cls.from_json(data, source=str(path))
+        bpe = cls.from_json(read_json(path, "Music BPE file", DataError), source=str(path))
         if check_mmr:
             offset, base, version = _mmr_layout()
             if (bpe.pitch_offset, bpe.base_event_vocab_size, bpe.mmr_vocab_version) != (offset, base, version):

@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +71,48 @@ def read_json(path: str | Path, what: str, error: type[OrchestrionError]) -> Any
         raise error(f"{path}: {what} not found") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise error(f"{path}: {what} is not valid JSON ({exc})") from exc
+
+
+def check_output_path(path: str | Path, *, overwrite: bool, inputs: Iterable[str | Path] = ()) -> Path:
+    """Refuse an output path that would lose a user's file; return it as a ``Path``.
+
+    The one policy for every command that writes a named file: the output may not be one
+    of its own inputs (even with ``--overwrite``), may not be a folder, and an existing
+    file is replaced only when the user passed ``--overwrite``. Call it before the work,
+    so a refusal costs nothing.
+    """
+    path = Path(path)
+    for source in inputs:
+        source = Path(source)
+        if source.exists() and path.exists() and os.path.samefile(source, path):
+            raise OrchestrionError(f"{path}: is also the input; write the result to another file")
+    if path.is_dir():
+        raise OrchestrionError(f"{path}: is a folder; give a file name for the output")
+    if path.exists() and not overwrite:
+        raise OrchestrionError(f"{path}: exists; pass --overwrite to replace it")
+    return path
+
+
+class SkipReport:
+    """Collects the files of a collection that were skipped, and why; written as ``report.jsonl``.
+
+    A real collection always holds a few unreadable files: jobs over folders skip them,
+    say so, and fail only when nothing usable is left (:meth:`require_some`).
+    """
+
+    def __init__(self) -> None:
+        self.skipped: list[dict[str, str]] = []
+
+    def skip(self, path: str | Path, reason: str) -> None:
+        """Record that ``path`` was skipped because of ``reason`` (one line, no traceback)."""
+        self.skipped.append({"file": str(path), "reason": reason})
+
+    def require_some(self, used: int, what: str) -> None:
+        """Raise when ``used`` is 0: every file of the collection was skipped."""
+        if used == 0:
+            detail = "; ".join(f"{s['file']}: {s['reason']}" for s in self.skipped[:3])
+            raise OrchestrionError(f"no usable {what} ({len(self.skipped)} skipped: {detail})")
+
+    def write(self, path: str | Path) -> Path:
+        """Write one JSON object per skipped file to ``path`` (an empty file when none was)."""
+        return atomic_write_text(path, "".join(json.dumps(s) + "\n" for s in self.skipped))

@@ -223,6 +223,18 @@ class Checkpoint:
             )
         module.load_state_dict(saved, strict=True)
 
+    @property
+    def step(self) -> int | None:
+        """The training step saved with the checkpoint (None without a training state); reads no tensors."""
+        try:
+            tree = json.loads((self.path / "state.json").read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError) as error:
+            raise CheckpointError(f"{self.path}: training state unreadable ({error})") from error
+        entries = dict(tree.get("__dict__", [])) if isinstance(tree, dict) else {}
+        return int(entries["step"]) if isinstance(entries.get("step"), int) else None
+
     def training_state(self) -> dict[str, Any]:
         """The training state saved with the checkpoint (optimizers, step, RNG)."""
         tensors_path = self.path / "state.safetensors"

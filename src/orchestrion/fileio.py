@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from orchestrion.errors import OrchestrionError
+from orchestrion.errors import DataError, OrchestrionError
 
 
 def _umask() -> int:
@@ -104,14 +104,18 @@ class SkipReport:
         self.skipped: list[dict[str, str]] = []
 
     def skip(self, path: str | Path, reason: str) -> None:
-        """Record that ``path`` was skipped because of ``reason`` (one line, no traceback)."""
+        """Record that ``path`` was skipped because of ``reason`` (one line, no traceback).
+
+        A reason that starts with the path itself (as :class:`OrchestrionError` messages do) loses that prefix.
+        """
+        reason = reason.removeprefix(f"{path}: ")
         self.skipped.append({"file": str(path), "reason": reason})
 
     def require_some(self, used: int, what: str) -> None:
         """Raise when ``used`` is 0: every file of the collection was skipped."""
         if used == 0:
             detail = "; ".join(f"{s['file']}: {s['reason']}" for s in self.skipped[:3])
-            raise OrchestrionError(f"no usable {what} ({len(self.skipped)} skipped: {detail})")
+            raise DataError(f"no usable {what} ({len(self.skipped)} skipped: {detail})")
 
     def write(self, path: str | Path) -> Path:
         """Write one JSON object per skipped file to ``path`` (an empty file when none was)."""

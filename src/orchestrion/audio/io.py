@@ -13,7 +13,7 @@ import math
 import os
 import struct
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ import soundfile as sf
 import soxr
 
 from orchestrion.errors import AudioError, DataError
-from orchestrion.fileio import atomic_write_bytes
+from orchestrion.fileio import atomic_write_bytes, check_output_path
 
 SAMPLE_RATE = 22050
 MAX_CHANNELS = 8
@@ -281,6 +281,18 @@ def iter_audio_chunks(
         yield _convert_channels(np.ascontiguousarray(tail[start : start + chunk].T), channels, path)
 
 
+def check_audio_output(path: str | os.PathLike[str], *, overwrite: bool, inputs: Iterable = ()) -> Path:
+    """Before the work: ``path`` can be written as audio (a .wav or .flac file name, not a folder,
+    not an input, existing only with ``overwrite``; see :func:`~orchestrion.fileio.check_output_path`)."""
+    path = check_output_path(path, overwrite=overwrite, inputs=inputs)
+    if path.suffix.lower() not in _WRITE_FORMATS:
+        raise AudioError(
+            f"{path}: cannot write {path.suffix or 'extension-less'!r} audio files "
+            f"(give a name ending in {' or '.join(_WRITE_FORMATS)})"
+        )
+    return path
+
+
 def save_audio(
     path: str | os.PathLike[str], audio: np.ndarray, sample_rate: int = SAMPLE_RATE, subtype: str | None = None
 ) -> Path:
@@ -294,7 +306,10 @@ def save_audio(
     _check_sample_rate(sample_rate, path)
     suffix = path.suffix.lower()
     if suffix not in _WRITE_FORMATS:
-        raise AudioError(f"{path}: cannot write {suffix!r} files (supported: {', '.join(_WRITE_FORMATS)})")
+        raise AudioError(
+            f"{path}: cannot write {suffix or 'extension-less'!r} audio files "
+            f"(give a name ending in {' or '.join(_WRITE_FORMATS)})"
+        )
     audio = np.asarray(audio)
     if audio.ndim == 1:
         audio = audio[None]

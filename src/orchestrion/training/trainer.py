@@ -38,6 +38,7 @@ from orchestrion.checkpoint import (
     save_checkpoint,
 )
 from orchestrion.config import config_to_dict
+from orchestrion.device import resolve_device
 from orchestrion.errors import CheckpointError, ConfigError
 from orchestrion.fileio import atomic_write_text
 
@@ -193,10 +194,7 @@ class Trainer:
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        if config.device == "auto":
-            self.device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-        else:
-            self.device = torch.device(config.device)
+        self.device = resolve_device(config.device, local_rank)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         if self.world_size > 1 and not dist.is_initialized():

@@ -357,6 +357,15 @@ def train_autoencoder(
         dataset=dataset,
         config=trainer_config,
     )
+    if trainer.is_main and config.preset != "debug" and trainer.device.type == "cpu":
+        import warnings
+
+        warnings.warn(
+            f"the {config.preset!r} preset is full size and this run trains on the CPU: expect days to months for "
+            f"{trainer_config.max_steps} steps (the speed is printed after the first steps); use a GPU, or "
+            "--preset debug for a quick try-out",
+            stacklevel=2,
+        )
     if trainer.is_main and dataset.skipped.skipped:
         run_dir.mkdir(parents=True, exist_ok=True)
         dataset.skipped.write(run_dir / SKIP_REPORT)

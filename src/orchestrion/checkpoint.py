@@ -197,7 +197,9 @@ def save_checkpoint(
             "files": {name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size} for name in files}
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        file_mode = 0o666 & ~current_umask()  # safetensors writes owner-only files
         for name in [*files, "manifest.json"]:
+            os.chmod(tmp / name, file_mode)
             _fsync_file(tmp / name)
         _fsync_dir(tmp)
         if ckpt_dir.exists():  # re-saving the same step

@@ -40,10 +40,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
     os.close(fd)
     tmp = Path(tmp_name)
-    # mkstemp makes owner-only files: give the result the mode a plain open() would (or the old file's)
-    os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~current_umask())
+    # mkstemp (and writers such as safetensors, which replace the file) make owner-only files:
+    # give the result the mode a plain open() would (or the old file's), after the writer is done
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~current_umask()
     try:
         yield tmp
+        os.chmod(tmp, mode)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

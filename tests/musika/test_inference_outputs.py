@@ -4,6 +4,7 @@ which checkpoint was used, device errors. A debug model with fresh weights is en
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -222,14 +223,7 @@ def test_train_ae_skips_unreadable_files_and_fails_when_none_is_left(tmp_path: P
 
 
 def test_render_checks_rate_and_output_before_rendering(tmp_path: Path, capsys) -> None:
-    import symusic
-
-    score = symusic.Score(480)
-    track = symusic.Track("piano", 0, False)
-    track.notes.append(symusic.Note(0, 480, 60, 100))
-    score.tracks.append(track)
-    midi = tmp_path / "a.mid"
-    score.dump_midi(midi)
+    midi = _midi(tmp_path / "a.mid")
     for rate in ("1", "7999", "192001", "10000000"):
         assert "out of range (8000 to 192000 Hz)" in _fails(capsys, "render", midi, tmp_path / "a.wav", "-r", rate)
     assert not (tmp_path / "a.wav").exists()
@@ -239,3 +233,47 @@ def test_render_checks_rate_and_output_before_rendering(tmp_path: Path, capsys) 
     assert "a.wav: exists; pass --overwrite" in _fails(capsys, "render", midi, tmp_path / "a.wav")
     _ok("render", midi, tmp_path / "a.wav", "-r", "192000", "--overwrite")
     assert sf.info(tmp_path / "a.wav").samplerate == 192000
+
+
+def _midi(path: Path) -> Path:
+    import symusic
+
+    score = symusic.Score(480)
+    track = symusic.Track("piano", 0, False)
+    track.notes.append(symusic.Note(0, 480, 60, 100))
+    score.tracks.append(track)
+    score.dump_midi(path)
+    return path
+
+
+def test_failed_file_operations_are_one_line_naming_the_path(model, tmp_path: Path, capsys, monkeypatch) -> None:
+    import errno
+
+    midi = _midi(tmp_path / "a.mid")
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    message = _fails(capsys, "render", midi, tmp_path / "file.txt" / "out.wav")
+    assert str(tmp_path / "file.txt") in message and ("Not a directory" in message or "File exists" in message)
+
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("orchestrion.fileio.os.fsync", disk_full)
+    message = _fails(capsys, "render", midi, tmp_path / "full.wav")
+    assert f"{tmp_path / 'full.wav'}: No space left on device (the disk is full" in message
+    [song] = _music(tmp_path / "music", ["song.wav"])
+    message = _fails(capsys, "musika", "reconstruct", song, tmp_path / "rec.wav", "--model", model)
+    assert f"{tmp_path / 'rec.wav'}: No space left on device" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mid", "file.txt", "music"], "no temporary left behind"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_output_folder_is_one_line(tmp_path: Path, capsys) -> None:
+    midi = _midi(tmp_path / "a.mid")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        message = _fails(capsys, "render", midi, locked / "out.wav")
+    finally:
+        locked.chmod(0o755)
+    assert str(locked) in message and "Permission denied" in message

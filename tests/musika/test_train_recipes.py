@@ -135,3 +135,22 @@ def test_presets_follow_the_spec() -> None:
     assert piano.discriminator.channels == (64, 128, 256, 512, 512)
     with pytest.raises(ConfigError, match="unknown preset"):
         AutoencoderTrainingConfig.preset_config("jazz")
+
+
+def test_a_full_size_preset_on_the_cpu_is_warned_about(tmp_path: Path, monkeypatch) -> None:
+    import warnings
+
+    from train_support import write_music_folder
+
+    from orchestrion.training import Trainer
+
+    monkeypatch.setattr(Trainer, "fit", lambda self, resume=False: {})  # the warning comes before any step
+    write_music_folder(tmp_path / "music", n_files=1, seconds=2.0)
+    with pytest.warns(UserWarning, match=r"the .piano. preset is full size and this run trains on the CPU: expect"):
+        train_autoencoder(tmp_path / "music", tmp_path / "piano", preset="piano", steps=10, device="cpu",
+                          progress=False)  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train_autoencoder(tmp_path / "music", tmp_path / "debug", preset="debug", steps=10, device="cpu",
+                          progress=False)  # fmt: skip
+    assert not [w for w in caught if "full size" in str(w.message)]

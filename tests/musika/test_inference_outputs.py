@@ -104,6 +104,10 @@ def test_encode_skips_bad_files_reports_them_and_indexes_the_rest(model, tmp_pat
     assert sorted(p.name for p in out.rglob("*") if p.is_file()) == [
         "also_good.flac.safetensors", "good.wav.safetensors", "index.json", "report.jsonl",
     ]  # fmt: skip
+    (music / "garbage.wav").unlink()
+    (music / "empty.flac").unlink()
+    _ok("musika", "encode", music, "--model", model, "--out", out, "--overwrite")
+    assert not (out / "report.jsonl").exists(), "a report of the earlier run would no longer be true"
 
     only_bad = tmp_path / "only_bad"
     only_bad.mkdir()

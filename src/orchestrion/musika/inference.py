@@ -162,7 +162,7 @@ def encode_files(
     Yields each written ``.safetensors`` path (named by :func:`latent_name`), then writes
     ``index.json`` for every latent file of ``out_dir``. Existing latent files are refused without
     ``overwrite`` (checked before any work). A file that cannot be read is skipped, recorded in
-    ``skipped`` and in ``out_dir/report.jsonl`` (written whenever a file was skipped); only when
+    ``skipped`` and in ``out_dir/report.jsonl`` (written whenever a file was skipped, removed otherwise); only when
     no file could be encoded is it an error. Every latent file is written atomically: a failure
     never leaves a partial one.
     """
@@ -195,6 +195,8 @@ def encode_files(
         yield target
     if skipped.skipped:
         skipped.write(out_dir / SKIP_REPORT)
+    else:
+        (out_dir / SKIP_REPORT).unlink(missing_ok=True)  # an earlier run's report would no longer be true
     skipped.require_some(written, f"audio in {source}")
     write_latent_index(out_dir)
 

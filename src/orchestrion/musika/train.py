@@ -369,6 +369,8 @@ def train_autoencoder(
     if trainer.is_main and dataset.skipped.skipped:
         run_dir.mkdir(parents=True, exist_ok=True)
         dataset.skipped.write(run_dir / SKIP_REPORT)
+    elif trainer.is_main:
+        (run_dir / SKIP_REPORT).unlink(missing_ok=True)  # from an earlier run on other data
     if progress and trainer.is_main:
         from rich.console import Console
 

@@ -203,7 +203,10 @@ def encode_files(
 
 def describe_model(model: TrainedAutoencoder) -> str:
     """One line saying which checkpoint a command uses: its path, level, phase and training step."""
-    step = "" if model.step is None else f", step {model.step}"
+    from orchestrion.checkpoint import checkpoint_step
+
+    saved_step = checkpoint_step(model.path)
+    step = "" if saved_step is None else f", step {saved_step}"
     return f"model {model.path} (level {model.level}, phase {model.config.phase}{step})"
 
 

@@ -398,7 +398,6 @@ class TrainedAutoencoder:
     level1: Level1Autoencoder
     level2: Level2Autoencoder | None
     path: Path
-    step: int | None = None  # training step of the checkpoint
 
     @property
     def level(self) -> int:
@@ -423,4 +422,4 @@ def load_autoencoder(path: str | Path, device: str | torch.device = "cpu") -> Tr
         ckpt.load_into("level2_encoder", level2.encoder)
         ckpt.load_into("level2_decoder", level2.decoder)
         level2 = level2.to(device).eval()
-    return TrainedAutoencoder(config, level1.to(device).eval(), level2, ckpt.path, ckpt.step)
+    return TrainedAutoencoder(config, level1.to(device).eval(), level2, ckpt.path)

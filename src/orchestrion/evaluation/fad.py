@@ -203,6 +203,11 @@ class FADReport:
             f"generated: {self.generated_files} files, {self.generated_excerpts} excerpts of {self.excerpt_seconds:g} s"
             f" ({self.generated_dir})",
         ]
+        if min(self.reference_excerpts, self.generated_excerpts) <= self.embedding_dim:
+            lines.append(
+                f"note: a set has no more excerpts than the embedding has dimensions ({self.embedding_dim}): its "
+                "covariance is singular and FAD is biased upwards; compare only FADs of equally sized sets"
+            )
         if self.silent_excerpts_dropped:
             lines.append(f"silent excerpts dropped: {self.silent_excerpts_dropped}")
         lines.append(f"embedder: {self.embedder_description}")

@@ -134,6 +134,18 @@ def test_piece_features_of_a_known_score(tmp_path: Path) -> None:
     assert features.mmr_valid and features.mmr_note_retention == 1.0
 
 
+def test_mmr_retention_counts_split_notes_once_and_loses_duplicates(tmp_path: Path) -> None:
+    score = symusic.Score(480)
+    track = symusic.Track("piano", 0, False)
+    track.notes.append(symusic.Note(0, 12 * 480, 48, 80))  # 12 beats: split into 4-beat pieces by MMR
+    for beat in range(3):
+        track.notes.append(symusic.Note(beat * 480, 480, 60, 80))
+    score.tracks.append(track)
+    assert piece_features(save_midi(score, tmp_path / "long.mid")).mmr_note_retention == 1.0
+    track.notes.append(symusic.Note(0, 480, 60, 80))  # an exact duplicate of the first C4
+    assert piece_features(save_midi(score, tmp_path / "duplicate.mid")).mmr_note_retention == pytest.approx(4 / 5)
+
+
 def test_a_file_that_mmr_cannot_encode_counts_as_invalid(tmp_path: Path) -> None:
     score = symusic.Score(480)
     score.time_signatures.append(symusic.TimeSignature(0, 16, 4))  # 128 32nds: longer than MMR's 100

@@ -19,7 +19,8 @@ instruments                   distinct General MIDI programs with notes (drums c
 instrument usage              share of notes per program (129 bins, drums = 128)
 MMR validity                  the file encodes to MMR (:func:`orchestrion.symbolic.mmr.encode`,
                               without the training-time sparse-track merge)
-MMR note retention            notes kept by the encoding / notes in the file
+MMR note retention            source notes kept by the encoding (long-note splits counted once) /
+                              notes in the file
 ============================  =====================================================================
 
 How the sets are compared:
@@ -106,7 +107,8 @@ def _polyphony(starts: np.ndarray, ends: np.ndarray) -> float:
     times, sounding = times[order], np.cumsum(steps[order])
     spans = np.diff(times)
     active = sounding[:-1] > 0
-    return float((sounding[:-1] * spans)[active].sum() / spans[active].sum()) if spans[active].sum() > 0 else 1.0
+    sounding_time = spans[active].sum()
+    return float((sounding[:-1] * spans)[active].sum() / sounding_time) if sounding_time > 0 else math.nan
 
 
 def _mmr_check(score) -> tuple[bool, float, str]:
@@ -116,7 +118,8 @@ def _mmr_check(score) -> tuple[bool, float, str]:
         piece = encode(score, merge_sparse_tracks=False)
     except MidiError as error:
         return False, 0.0, str(error)
-    return True, piece.n_notes_kept / max(piece.n_notes_in, 1), ""
+    # long notes are split into several note steps: count each source note once
+    return True, (piece.n_notes_kept - piece.n_split_added) / max(piece.n_notes_in, 1), ""
 
 
 def piece_features(path: str | Path, name: str | None = None) -> PieceFeatures:

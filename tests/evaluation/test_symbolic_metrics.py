@@ -175,7 +175,12 @@ def test_bad_midi_files_are_skipped_and_reported(write_set: Callable[..., Path],
     (generated / "empty.mid").write_bytes(b"")
     report = evaluate_symbolic(reference, generated, progress=False)
     assert report.generated.pieces == N_PIECES
-    assert {(s["set"], s["file"]) for s in report.skipped} == {("generated", "broken.mid"), ("generated", "empty.mid")}
+    reasons = {(s["set"], s["file"]): s["reason"] for s in report.skipped}
+    assert reasons == {
+        ("generated", "broken.mid"): reasons[("generated", "broken.mid")],
+        ("generated", "empty.mid"): "empty file (0 bytes), not a MIDI file",
+    }
+    assert reasons[("generated", "broken.mid")].startswith("not a valid MIDI file")
     assert "Skipped 2 file(s)" in report.to_markdown()
 
     only_bad = tmp_path / "only_bad"

@@ -100,7 +100,7 @@ def build_embedder(name: str, weights: str | Path | None = None, device: str = "
     if info.needs_weights and weights is None:
         raise OrchestrionError(
             f"embedder {name!r} needs a local weight file (--weights FILE); orchestrion downloads nothing. "
-            "See `orchestrion.evaluation.vggish` for the layout and a conversion recipe"
+            "docs/evaluation-metrics.md gives the file layout and a conversion recipe"
         )
     if not info.needs_weights and weights is not None:
         raise OrchestrionError(f"embedder {name!r} has no weights; drop --weights (or pick --embedder vggish)")

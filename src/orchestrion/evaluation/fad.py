@@ -135,7 +135,7 @@ def embed_folder(folder: str | Path, embedder, *, progress: bool = True) -> Embe
             try:
                 excerpts, silent = file_excerpts(path, embedder.sample_rate)
             except AudioError as error:
-                result.skipped.skip(name, str(error))
+                result.skipped.skip(name, str(error).removeprefix(f"{path}: "))
                 bar.advance(task)
                 continue
             result.silent_excerpts += silent

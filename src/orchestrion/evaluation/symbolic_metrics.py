@@ -389,7 +389,7 @@ def folder_features(folder: str | Path, skipped: SkipReport, *, progress: bool =
             try:
                 pieces.append(piece_features(folder / name, name))
             except MidiError as error:
-                skipped.skip(name, str(error))
+                skipped.skip(name, str(error).removeprefix(f"{folder / name}: "))
             bar.advance(task)
     skipped.require_some(len(pieces), f"MIDI files in {folder}")
     return pieces

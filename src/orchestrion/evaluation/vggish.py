@@ -202,7 +202,7 @@ def load_vggish(path: str | Path, *, need_pca: bool = False, config: VGGishConfi
     if problems:
         raise CheckpointError(
             f"{path}: not VGGish weights in the torchvggish layout ({', '.join(problems)}); "
-            "see `orchestrion.evaluation.vggish` for the tensor names and a conversion recipe"
+            "docs/evaluation-metrics.md lists the tensor names and gives a conversion recipe"
         )
     state = {
         name: saved[name].to(torch.float32) if name in saved else torch.zeros(value.shape)

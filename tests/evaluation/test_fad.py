@@ -109,9 +109,9 @@ def test_fad_grows_with_added_noise(write_set: Callable[..., Path]) -> None:
 
 def test_fad_grows_with_low_pass_filtering(write_set: Callable[..., Path]) -> None:
     reference = write_set("reference")
-    cutoffs = (8000.0, 4000.0, 2000.0, 1000.0)
+    cutoffs = (6000.0, 3000.0, 1000.0)
     fads = [evaluate_fad(reference, write_set(f"lp{c:.0f}", _low_pass(c)), progress=False).fad for c in cutoffs]
-    assert 0.0 < fads[0] < fads[1] < fads[2] < fads[3], fads
+    assert 0.0 < fads[0] < fads[1] < fads[2], fads
 
 
 def test_bad_files_are_skipped_and_reported(write_set: Callable[..., Path]) -> None:

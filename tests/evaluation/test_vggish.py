@@ -112,7 +112,7 @@ def test_pca_postprocess_needs_the_pca_tensors(random_state: dict[str, torch.Ten
 
 def test_vggish_embedders_and_fad_with_local_weights(weight_file: Path, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    t = np.arange(3 * 22050) / 22050
+    t = np.arange(2 * 22050) / 22050
     reference, generated = tmp_path / "reference", tmp_path / "generated"
     for index, freq in enumerate((220.0, 330.0, 440.0)):
         tone = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)[None]
@@ -125,5 +125,5 @@ def test_vggish_embedders_and_fad_with_local_weights(weight_file: Path, tmp_path
 
     noisy = evaluate_fad(reference, generated, embedder="vggish", weights=weight_file, progress=False)
     assert noisy.fad > 0 and noisy.split_half_fad is not None
-    assert noisy.embedding_dim == 128 and noisy.sample_rate == 16000 and noisy.reference_excerpts == 9
+    assert noisy.embedding_dim == 128 and noisy.sample_rate == 16000 and noisy.reference_excerpts == 6
     assert noisy.comparable_with_published

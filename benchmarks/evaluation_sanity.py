@@ -98,13 +98,20 @@ def main() -> None:
             for wav in files:
                 (folder / f"{wav.stem}.mid").write_bytes((midi / f"{wav.stem}.mid").read_bytes())
         print("\nsymbolic metrics against the reference chorales")
-        print(f"{'generated set':<18} {'mean OA':>8} {'min OA (feature)':>34} {'PCH JSD':>8} {'instr. JSD':>10}")
-        for label, folder in (("other chorales", other_midi), ("string quartets", root / "quartets" / "midi")):
+        print(
+            f"{'generated set':<18} {'mean OA':>8} {'min OA (feature)':>34} {'rel. OA PCH':>11} {'rel. OA PCT':>11}"
+            f" {'PCH JSD':>8} {'instr. JSD':>10}"
+        )
+        quartet_midi = root / "quartets" / "midi"
+        comparisons = (("itself", ref_midi), ("other chorales", other_midi), ("string quartets", quartet_midi))
+        for label, folder in comparisons:
             report = evaluate_symbolic(ref_midi, folder, progress=False)
             values = {name: report.overlapping_area[name] for name, _, _ in SCALAR_FEATURES}
             worst = min(values, key=values.get)
             print(
                 f"{label:<18} {np.nanmean(list(values.values())):>8.3f} {values[worst]:>8.3f} ({worst}){'':>4}"
+                f" {report.relative_overlapping_area['pitch_class_histogram']:>11.3f}"
+                f" {report.relative_overlapping_area['pitch_class_transitions']:>11.3f}"
                 f" {report.pitch_class_histogram_jsd:>8.3f} {report.instrument_usage_jsd:>10.3f}"
             )
 

@@ -20,6 +20,7 @@ from orchestrion.evaluation.symbolic_metrics import (
     jensen_shannon_bits,
     overlapping_area,
     piece_features,
+    relative_overlapping_area,
 )
 from orchestrion.symbolic.midi import load_midi, save_midi
 
@@ -132,6 +133,9 @@ def test_piece_features_of_a_known_score(tmp_path: Path) -> None:
     assert features.note_density == pytest.approx(8 / 2.0)  # 8 notes over 2 s
     assert features.mean_ioi == pytest.approx(0.5) and features.mean_note_beats == pytest.approx(2.0)
     assert features.mmr_valid and features.mmr_note_retention == 1.0
+    transitions = np.array(features.pitch_class_transitions).reshape(12, 12)  # C → E → G → E, a third each
+    assert transitions[0, 4] == transitions[4, 7] == transitions[7, 4] == pytest.approx(1 / 3)
+    assert transitions.sum() == pytest.approx(1.0)
 
 
 def test_mmr_retention_counts_split_notes_once_and_loses_duplicates(tmp_path: Path) -> None:
@@ -166,6 +170,24 @@ def test_overlapping_area_and_divergence_known_values() -> None:
     assert math.isnan(overlapping_area([math.nan], [1.0, 2.0]))
     assert jensen_shannon_bits([1, 0], [0, 1]) == pytest.approx(1.0)
     assert jensen_shannon_bits([1, 2, 3], [2, 4, 6]) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_relative_overlap_of_yang_and_lerch() -> None:
+    rng = np.random.default_rng(0)
+    reference = rng.standard_normal((40, 12))
+    assert relative_overlapping_area(reference, rng.standard_normal((40, 12))) > 0.8  # same distribution
+    assert relative_overlapping_area(reference, rng.standard_normal((40, 12)) + 3.0) < 0.2  # far away
+    assert math.isnan(relative_overlapping_area(reference[:1], reference))
+
+
+def test_relative_overlap_drops_when_the_key_moves_a_tritone(write_set: Callable[..., Path]) -> None:
+    reference = write_set("reference")
+    same = evaluate_symbolic(reference, write_set("copy"), progress=False).relative_overlapping_area
+    tritone = evaluate_symbolic(reference, write_set("tritone", lambda s: s.shift_pitch(6)), progress=False)
+    # identical sets stay below 1: inter-set distances include each piece's 0 to its copy
+    assert 0.5 < same["pitch_class_histogram"] < 1.0
+    for name, value in tritone.relative_overlapping_area.items():
+        assert value < same[name] - 0.1, name
 
 
 def test_bad_midi_files_are_skipped_and_reported(write_set: Callable[..., Path], tmp_path: Path) -> None:

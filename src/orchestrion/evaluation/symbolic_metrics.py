@@ -6,6 +6,8 @@ plus the grammar validity of SymphonyNet's representation:
 
 ============================  =====================================================================
 pitch-class histogram (12)    share of pitched notes per pitch class (drums excluded)
+pitch-class transitions (144) share of each (pitch class → next pitch class) step between
+                              consecutive notes of a track (ordered by onset, then pitch)
 pitch-class entropy           Shannon entropy of that histogram, bits (0 … log2 12 = 3.585)
 used pitch classes            pitch classes with at least one note (MGEval's "pitch count" per class)
 lowest / highest / mean pitch MIDI note numbers of the pitched notes
@@ -31,6 +33,12 @@ How the sets are compared:
   are evaluated on a grid that resolves every kernel and normalised to integrate to 1 there.
   (Yang & Lerch apply the same OA to *distributions of pairwise distances* between pieces; on
   per-piece values it is directly readable and exactly 1 for identical sets.)
+* **Relative measure** of Yang & Lerch for the two histogram features: the OA between the
+  distribution of Euclidean distances between different reference pieces (intra-set) and that of
+  distances from every reference piece to every generated piece (inter-set). Near 1 when the
+  generated pieces are as far from the reference pieces as these are from one another; it is
+  below 1 even for identical sets (the inter-set distances then include each piece's zero
+  distance to its copy: about 1/n of them), so read it against the same measure of a baseline.
 * **Jensen–Shannon divergence** (bits, 0 … 1) between the pooled pitch-class histograms and the
   pooled instrument usage of the two sets: 0 for identical sets.
 """
@@ -51,6 +59,11 @@ PITCH_CLASS_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#",
 DRUM_PROGRAM = 128
 N_PROGRAMS = 129
 _GRID_CENTRES = 400
+_MAX_KERNELS = 2000  # larger samples (pairwise distances) are represented by this many quantiles
+HISTOGRAM_FEATURES: tuple[tuple[str, str], ...] = (
+    ("pitch_class_histogram", "pitch-class histogram"),
+    ("pitch_class_transitions", "pitch-class transitions"),
+)
 
 # (attribute, label, unit) of every scalar feature compared by overlapping area
 SCALAR_FEATURES: tuple[tuple[str, str, str], ...] = (
@@ -75,6 +88,7 @@ class PieceFeatures:
     file: str
     n_notes: int
     pitch_class_histogram: list[float]
+    pitch_class_transitions: list[float]
     pitch_class_entropy: float
     used_pitch_classes: float
     lowest_pitch: float
@@ -129,6 +143,7 @@ def piece_features(path: str | Path, name: str | None = None) -> PieceFeatures:
     score = load_midi(path)
     tpq = score.ticks_per_quarter
     pitched_start, pitched_end, pitches, all_starts, all_ends = [], [], [], [], []
+    transitions = np.zeros((12, 12))
     instrument_notes: dict[int, int] = {}
     for track in score.tracks:
         notes = track.notes.numpy()
@@ -144,6 +159,8 @@ def piece_features(path: str | Path, name: str | None = None) -> PieceFeatures:
             pitched_start.append(start)
             pitched_end.append(end)
             pitches.append(notes["pitch"].astype(np.int64))
+            pitch_classes = pitches[-1][np.lexsort((pitches[-1], start))] % 12
+            np.add.at(transitions, (pitch_classes[:-1], pitch_classes[1:]), 1)
     starts, ends = np.concatenate(all_starts), np.concatenate(all_ends)
     onset_seconds = np.unique(ticks_to_seconds(score, starts))
     span = float(ticks_to_seconds(score, ends.max()) - onset_seconds[0])
@@ -173,6 +190,7 @@ def piece_features(path: str | Path, name: str | None = None) -> PieceFeatures:
         file=name if name is not None else str(path),
         n_notes=len(starts),
         pitch_class_histogram=[float(v) for v in histogram],
+        pitch_class_transitions=[float(v) for v in (transitions / max(transitions.sum(), 1.0)).ravel()],
         note_density=len(starts) / span if span > 0 else math.nan,
         mean_ioi=float(np.diff(onset_seconds).mean()) if len(onset_seconds) > 1 else math.nan,
         n_instruments=float(len(instrument_notes)),
@@ -202,6 +220,11 @@ def _scott_bandwidth(values: np.ndarray) -> float:
     return spread * len(values) ** (-1 / 5)
 
 
+def _representative(values: np.ndarray) -> np.ndarray:
+    """The sample itself, or for a large one its quantiles at ``_MAX_KERNELS`` evenly spaced levels."""
+    return values if len(values) <= _MAX_KERNELS else np.quantile(values, np.linspace(0, 1, _MAX_KERNELS))
+
+
 def overlapping_area(reference: np.ndarray, generated: np.ndarray) -> float:
     """Overlap ``∫ min(p, q)`` of the Gaussian KDEs of two samples of a scalar (NaNs ignored); 0 … 1.
 
@@ -223,9 +246,28 @@ def overlapping_area(reference: np.ndarray, generated: np.ndarray) -> float:
     centres = [np.quantile(v, np.linspace(0, 1, min(len(v), _GRID_CENTRES))) for v in (reference, generated)]
     grid = np.unique(np.concatenate([(centres[0][:, None] + h_ref * offsets).ravel(),
                                      (centres[1][:, None] + h_gen * offsets).ravel()]))
-    p, q = _kde(reference, h_ref, grid), _kde(generated, h_gen, grid)
+    p, q = _kde(_representative(reference), h_ref, grid), _kde(_representative(generated), h_gen, grid)
     p, q = p / _trapezoid(p, grid), q / _trapezoid(q, grid)
     return min(_trapezoid(np.minimum(p, q), grid), 1.0)
+
+
+def relative_overlapping_area(reference: np.ndarray, generated: np.ndarray) -> float:
+    """Yang & Lerch's relative measure for vector features ``(n, d)`` and ``(m, d)``.
+
+    OA between the intra-set distances of the reference (Euclidean, pairs of different pieces)
+    and the inter-set distances (every reference piece to every generated piece). NaN with
+    fewer than 2 reference pieces.
+    """
+    reference, generated = np.asarray(reference, np.float64), np.asarray(generated, np.float64)
+    if len(reference) < 2 or len(generated) == 0:
+        return math.nan
+
+    def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
+        return np.sqrt(np.clip(squared, 0.0, None))
+
+    intra = distances(reference, reference)[np.triu_indices(len(reference), k=1)]
+    return overlapping_area(intra, distances(reference, generated).ravel())
 
 
 def jensen_shannon_bits(first: np.ndarray, second: np.ndarray) -> float:
@@ -290,6 +332,7 @@ class SymbolicReport:
     reference: SetSummary
     generated: SetSummary
     overlapping_area: dict[str, float]
+    relative_overlapping_area: dict[str, float]
     pitch_class_histogram_jsd: float
     instrument_usage_jsd: float
     pieces: dict[str, list[PieceFeatures]] = field(default_factory=dict)
@@ -321,6 +364,10 @@ class SymbolicReport:
                 f"| {_fmt(self.overlapping_area[name])} |"
             )
         lines += [
+            "",
+            "| per-piece histograms | Yang & Lerch relative OA (intra-reference vs inter-set distances) ↑ |",
+            "|---|---|",
+            *(f"| {label} | {_fmt(self.relative_overlapping_area[name])} |" for name, label in HISTOGRAM_FEATURES),
             "",
             "| distribution of the pooled notes | Jensen–Shannon divergence (bits) ↓ |",
             "|---|---|",
@@ -420,6 +467,12 @@ def evaluate_symbolic(reference_dir: str | Path, generated_dir: str | Path, *, p
                 np.array([getattr(p, name) for p in reference]), np.array([getattr(p, name) for p in generated])
             )
             for name, _, _ in SCALAR_FEATURES
+        },
+        relative_overlapping_area={
+            name: relative_overlapping_area(
+                np.array([getattr(p, name) for p in reference]), np.array([getattr(p, name) for p in generated])
+            )
+            for name, _ in HISTOGRAM_FEATURES
         },
         pitch_class_histogram_jsd=jensen_shannon_bits(ref_summary.pitch_class_histogram,
                                                       gen_summary.pitch_class_histogram),

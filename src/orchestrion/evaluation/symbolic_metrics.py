@@ -8,7 +8,7 @@ plus the grammar validity of SymphonyNet's representation:
 pitch-class histogram (12)    share of pitched notes per pitch class (drums excluded)
 pitch-class transitions (144) share of each (pitch class → next pitch class) step between
                               consecutive notes of a track (ordered by onset, then pitch)
-pitch-class entropy           Shannon entropy of that histogram, bits (0 … log2 12 = 3.585)
+pitch-class entropy           Shannon entropy of the pitch-class histogram, bits (0 … log2 12 = 3.585)
 used pitch classes            pitch classes with at least one note (MGEval's "pitch count" per class)
 lowest / highest / mean pitch MIDI note numbers of the pitched notes
 pitch range                   highest − lowest, semitones

@@ -102,6 +102,16 @@ def test_missing_unexpected_and_unreadable_files_are_refused(tmp_path: Path) -> 
         load_vggish(tmp_path / "absent.safetensors")
 
 
+def test_bad_devices_are_refused(weight_file: Path) -> None:
+    from orchestrion.errors import OrchestrionError
+
+    with pytest.raises(OrchestrionError, match="unknown device 'gpu'; use auto, cpu, cuda or cuda:N"):
+        build_embedder("vggish", weights=weight_file, device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(OrchestrionError, match="CUDA is not available here"):
+            build_embedder("vggish", weights=weight_file, device="cuda")
+
+
 def test_pca_postprocess_needs_the_pca_tensors(random_state: dict[str, torch.Tensor], tmp_path: Path) -> None:
     path = tmp_path / "no_pca.safetensors"
     save_file({k: v for k, v in random_state.items() if not k.startswith("pca_")}, str(path))

@@ -55,7 +55,7 @@ def fad_command(
     weights: Path | None = typer.Option(None, "--weights", help="Local safetensors weight file of a learned embedder."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON here."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
-    device: str = typer.Option("cpu", help="cpu or cuda (learned embedders only)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N (learned embedders only)."),
 ) -> None:
     """Fréchet Audio Distance between two folders of audio, on 1 s excerpts (as in the Musika paper),
     with the split-half FAD of the reference set as its scale. Unreadable files are skipped and listed.

@@ -94,7 +94,7 @@ def embedder_info(name: str) -> EmbedderInfo:
     return _EMBEDDERS[name]
 
 
-def build_embedder(name: str, weights: str | Path | None = None, device: str = "cpu") -> AudioEmbedder:
+def build_embedder(name: str, weights: str | Path | None = None, device: str = "auto") -> AudioEmbedder:
     """Build embedder ``name``; ``weights`` is required by embedders with learned weights and refused by others."""
     info = embedder_info(name)
     if info.needs_weights and weights is None:
@@ -176,6 +176,21 @@ class SpectralStatsEmbedder:
         return (torch.log(peak + floor) - torch.log(valley + floor)).mean(dim=1)
 
 
+def resolve_embedding_device(device: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cpu``, ``cuda`` or ``cuda:N`` as given, checked."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise OrchestrionError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from error
+    if resolved.type not in ("cpu", "cuda"):
+        raise OrchestrionError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise OrchestrionError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
+    return resolved
+
+
 class VGGishEmbedder:
     """VGGish on 1 s excerpts at 16 kHz: 98 log-mel frames, the first 96 form the one patch."""
 
@@ -184,7 +199,7 @@ class VGGishEmbedder:
         self.config = VGGishConfig()
         self.sample_rate = self.config.sample_rate
         self.postprocess = postprocess
-        self.device = torch.device(device)
+        self.device = resolve_embedding_device(device)
         self.model = load_vggish(weights, need_pca=postprocess, config=self.config).to(self.device)
 
     def embed(self, excerpts: np.ndarray) -> np.ndarray:

@@ -220,7 +220,7 @@ def evaluate_fad(
     *,
     embedder: str = "spectral-stats",
     weights: str | Path | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     progress: bool = True,
 ) -> FADReport:
     """FAD of the audio under ``generated_dir`` against ``reference_dir``, plus the reference's split-half FAD.

@@ -156,8 +156,10 @@ def test_cli_prints_fad_and_scale_and_writes_json(write_set: Callable[..., Path]
     assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
     assert "FAD (spectral-stats):" in result.output and "split-half FAD of the reference" in result.output
     assert "covariance is singular" in result.output  # 18 excerpts per set, 155 dimensions
+    assert "NOT comparable with published FAD values" in result.output
     saved = json.loads(out.read_text())
     assert saved["fad"] > 0 and saved["split_half_fad"] > 0 and saved["embedder_config"]["n_mels"] == 64
+    assert saved["comparable_with_published"] is False and saved["embedding_dim"] == 155
 
     again = CliRunner().invoke(app, ["evaluate", "fad", str(reference), str(generated), "--json", str(out)])
     assert again.exit_code != 0 and "exists; pass --overwrite" in str(again.exception)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -149,3 +152,24 @@ def test_bad_inputs_give_one_clear_error(demo_tokens, tmp_path):
         load_symphony(tmp_path / "nothing")
     result = train_cli(demo_tokens, "--out", tmp_path / "run", "--preset", "huge")
     assert isinstance(result.exception, ConfigError) and "unknown SymphonyNet preset" in str(result.exception)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_the_same_recipe_as_one(demo_tokens, tmp_path):
+    # --batch-size is global: 2 processes × 2 windows follow 1 process accumulating 2 × 2 windows
+    # (without dropout, whose random masks differ per process)
+    common = ["symphony", "train", str(demo_tokens), "--preset", "debug", "--steps", "4", "--batch-size", "4",
+              "--window", "64", "--dropout", "0", "--valid-fraction", "0", "--checkpoint-every", "4", "--seed", "5"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "orchestrion.cli",
+         *common, "--out", str(tmp_path / "ddp")],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    train_symphony(demo_tokens, tmp_path / "single", preset="debug", steps=4, batch_size=4, micro_batch=2, window=64,
+                   dropout=0.0, valid_fraction=0.0, checkpoint_every=4, seed=5, progress=False)
+    a = load_file(str(checkpoint_step_dirs(tmp_path / "ddp")[-1][1] / "model.safetensors"))
+    b = load_file(str(checkpoint_step_dirs(tmp_path / "single")[-1][1] / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)

@@ -39,6 +39,7 @@ from orchestrion.checkpoint import checkpoint_step_dirs, load_checkpoint
 from orchestrion.errors import CheckpointError, ConfigError, DataError
 from orchestrion.fileio import atomic_write_text, read_json
 from orchestrion.symbolic.dataset import TokenDataset
+from orchestrion.symbolic.mmr_decode import positions
 from orchestrion.symbolic.mmr_vocab import (
     BASE_EVENT_VOCAB_SIZE,
     DURATION_OFFSET,
@@ -66,6 +67,7 @@ from orchestrion.symphony.data import (
 )
 from orchestrion.symphony.model import SymphonyModel
 from orchestrion.training import Trainer, TrainerConfig
+from orchestrion.training.trainer import METRICS_FILE
 
 SPLIT_FILE = "split.json"
 BPE_FILE = "music_bpe.json"
@@ -190,8 +192,6 @@ def sample_preview(model: SymphonyModel, *, max_steps: int, seed: int, temperatu
     a note gets a sampled duration and the most likely track. Returns the MMR rows ``(steps, 4)``
     (instrument column PAD) and the program of each (0-based) track from its averaged instrument logits.
     """
-    from orchestrion.symbolic.mmr_decode import positions
-
     config = model.config
     device = model.heads["event"].weight.device
     generator = torch.Generator().manual_seed(seed)
@@ -223,8 +223,6 @@ def sample_preview(model: SymphonyModel, *, max_steps: int, seed: int, temperatu
                            device=device)
     programs = {track: int(v[INSTRUMENT_OFFSET:].argmax()) for track, v in instrument_sums.items()}
     return np.asarray(tokens, dtype=np.int64).reshape(-1, 4), programs
-
-
 
 
 def write_preview(model: SymphonyModel, bpe, out_stem: Path, *, seed: int, max_steps: int = PREVIEW_STEPS) -> Path:
@@ -260,7 +258,7 @@ class _SymphonyTrainer(Trainer):
             if self.valid:
                 metrics = evaluate(model, self.valid, batch_size=self.eval_batch, device=self.device)
                 record.update({f"valid_{k}": v for k, v in metrics.items() if k != "tracks"})
-                with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+                with open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
                     handle.write(json.dumps(record) + "\n")
             was_training = model.training
             model.eval()
@@ -329,6 +327,7 @@ def train_symphony(
     learning_rate: float | None = None,
     warmup_steps: int | None = None,
     window: int | None = None,
+    dropout: float | None = None,
     valid_fraction: float | None = None,
     workers: int = 0,
     checkpoint_every: int = 1000,
@@ -342,7 +341,7 @@ def train_symphony(
     ``preset``: ``full``/``small``/``debug`` (model size and recipe, see
     :mod:`orchestrion.symphony.config`); ``steps`` (total updates; warm-up keeps its preset
     fraction unless ``warmup_steps`` is given), ``batch_size`` (GLOBAL windows per update),
-    ``learning_rate`` (peak), ``window`` and ``valid_fraction`` override it for a new run.
+    ``learning_rate`` (peak), ``window``, ``dropout`` and ``valid_fraction`` override it for a new run.
     ``micro_batch``: windows per forward pass and process (default: the whole share of the
     process; lower it to fit memory, the recipe does not change). With ``resume`` the run in
     ``run_dir`` continues with its stored config; overrides that would change it are refused.
@@ -354,7 +353,7 @@ def train_symphony(
     overrides = {k: v for k, v in (("total_steps", steps), ("batch_size", batch_size),
                                    ("learning_rate", learning_rate), ("warmup_steps", warmup_steps),
                                    ("valid_fraction", valid_fraction)) if v is not None}
-    model_overrides = {"window": window} if window is not None else {}
+    model_overrides = {k: v for k, v in (("window", window), ("dropout", dropout)) if v is not None}
     existing = checkpoint_step_dirs(run_dir)
     if existing and not resume:
         raise CheckpointError(f"{run_dir} already holds checkpoints (latest step {existing[-1][0]}); "
@@ -365,7 +364,7 @@ def train_symphony(
             raise CheckpointError(f"{run_dir}: holds a {ckpt.kind!r} run, not a SymphonyNet run")
         config = ckpt.config
         changed = {k: v for k, v in {**overrides, **model_overrides}.items()
-                   if v != getattr(config.model if k == "window" else config, k)}
+                   if v != getattr(config.model if k in model_overrides else config, k)}
         if changed:
             raise ConfigError(f"{run_dir}: the run was started with other settings; --resume keeps them "
                               f"(remove {', '.join(sorted(changed))} or train into a new --out)")

@@ -329,6 +329,7 @@ def train_symphony(
     window: int | None = None,
     dropout: float | None = None,
     valid_fraction: float | None = None,
+    split_seed: int | None = None,
     workers: int = 0,
     checkpoint_every: int = 1000,
     log_every: int = 10,
@@ -341,7 +342,7 @@ def train_symphony(
     ``preset``: ``full``/``small``/``debug`` (model size and recipe, see
     :mod:`orchestrion.symphony.config`); ``steps`` (total updates; warm-up keeps its preset
     fraction unless ``warmup_steps`` is given), ``batch_size`` (GLOBAL windows per update),
-    ``learning_rate`` (peak), ``window``, ``dropout`` and ``valid_fraction`` override it for a new run.
+    ``learning_rate`` (peak), ``window``, ``dropout``, ``valid_fraction`` and ``split_seed`` override it for a new run.
     ``micro_batch``: windows per forward pass and process (default: the whole share of the
     process; lower it to fit memory, the recipe does not change). With ``resume`` the run in
     ``run_dir`` continues with its stored config; overrides that would change it are refused.
@@ -352,7 +353,7 @@ def train_symphony(
     dataset = TokenDataset(data_dir)
     overrides = {k: v for k, v in (("total_steps", steps), ("batch_size", batch_size),
                                    ("learning_rate", learning_rate), ("warmup_steps", warmup_steps),
-                                   ("valid_fraction", valid_fraction)) if v is not None}
+                                   ("valid_fraction", valid_fraction), ("split_seed", split_seed)) if v is not None}
     model_overrides = {k: v for k, v in (("window", window), ("dropout", dropout)) if v is not None}
     existing = checkpoint_step_dirs(run_dir)
     if existing and not resume:

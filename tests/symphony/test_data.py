@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -109,6 +110,10 @@ def test_window_dataset_is_a_function_of_the_sample_key(demo_tokens):
     others = [windows[SampleKey(1, seed)] for seed in range(8)]
     assert any(not np.array_equal(a, o) for o in others)
     assert all(o[0, 4:].tolist() == [0, 1] for o in others)
+    # what a data-loader worker receives: no corpus copy, the same windows
+    clone = pickle.loads(pickle.dumps(windows))
+    assert clone._dataset is None and len(pickle.dumps(windows)) < 10_000
+    np.testing.assert_array_equal(clone[SampleKey(1, 11)], a)
 
 
 def test_position_tables_cover_every_window_of_the_training_pieces(demo_tokens):

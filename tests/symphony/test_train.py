@@ -26,9 +26,10 @@ from orchestrion.symbolic.midi import load_midi
 from orchestrion.symbolic.mmr_vocab import PAD
 from orchestrion.symphony.config import SymphonyConfig, SymphonyTrainingConfig
 from orchestrion.symphony.data import collate_windows, eval_windows
+from orchestrion.symphony.metrics import evaluate, evaluate_run
 from orchestrion.symphony.model import SymphonyModel
 from orchestrion.symphony.models import load_symphony
-from orchestrion.symphony.train import evaluate, learning_rate, sequence_loss, train_symphony
+from orchestrion.symphony.train import learning_rate, sequence_loss, train_symphony
 
 runner = CliRunner()
 
@@ -123,6 +124,18 @@ def test_resume_is_bit_exact_and_validation_is_logged(demo_tokens, tmp_path):
 
     with pytest.raises(ConfigError, match="learning_rate"):
         train_symphony(demo_tokens, run, resume=True, learning_rate=1.0, progress=False)
+
+    # the held-out pieces the split recorded, through the evaluation command
+    test = evaluate_run(run, split="test")
+    split = json.loads((run / "split.json").read_text())
+    assert test["pieces"] == len(split["test"]) == 1 and test["tracks"] >= 1
+    assert evaluate_run(run, demo_tokens, split="valid")["pieces"] == len(split["valid"]) == 2
+    out = tmp_path / "test.json"
+    result = runner.invoke(app, ["evaluate", "symphony", str(run), "--json", str(out)])
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    assert json.loads(out.read_text())["event_bits"] == pytest.approx(test["event_bits"])
+    with pytest.raises(DataError, match="unknown split"):
+        evaluate_run(run, split="dev")
     with pytest.raises(CheckpointError, match="--resume"):
         train_symphony(demo_tokens, run, preset="debug", steps=6, progress=False)
 

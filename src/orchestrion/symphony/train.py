@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from orchestrion.checkpoint import checkpoint_step_dirs, load_checkpoint
 from orchestrion.errors import CheckpointError, ConfigError, DataError
@@ -65,31 +64,17 @@ from orchestrion.symphony.data import (
     position_table_sizes,
     split_pieces,
 )
+from orchestrion.symphony.metrics import evaluate, field_nll
 from orchestrion.symphony.model import SymphonyModel
+from orchestrion.symphony.models import BPE_FILE, MODEL_MODULE, SPLIT_FILE
 from orchestrion.training import Trainer, TrainerConfig
 from orchestrion.training.trainer import METRICS_FILE
 
-SPLIT_FILE = "split.json"
-BPE_FILE = "music_bpe.json"
 SAMPLES_SUBDIR = "samples"
-MODEL_MODULE = "model"  # the module name inside checkpoints
 PREVIEW_STEPS = 256  # rows of the sampled preview written at each checkpoint
 
 
 # ----------------------------------------------------------------------------------------- loss
-
-
-def field_nll(logits: dict[str, torch.Tensor], target: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Per field: (NLL summed over non-PAD targets [nats], number of those targets).
-
-    ``logits``: ``{field: (B, T, V)}``; ``target``: (B, T, 4) long, PAD = ignored.
-    """
-    out = {}
-    for column, field in enumerate(FIELDS):
-        tgt = target[..., column].reshape(-1)
-        nll = F.cross_entropy(logits[field].float().reshape(tgt.numel(), -1), tgt, ignore_index=PAD, reduction="sum")
-        out[field] = (nll, (tgt != PAD).sum())
-    return out
 
 
 def sequence_loss(logits: dict[str, torch.Tensor], target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -129,48 +114,6 @@ def make_step_fn(config: SymphonyTrainingConfig, optimizer: torch.optim.Optimize
         return {"loss": loss.detach(), **bits, "lr": lr}
 
     return step
-
-
-# ----------------------------------------------------------------------------------- evaluation
-
-
-@torch.no_grad()
-def evaluate(model: SymphonyModel, windows: list[EvalWindow], *, batch_size: int, device: torch.device) -> dict:
-    """Bits per field over the scored rows of ``windows`` and per-track instrument accuracy.
-
-    Returns ``{"event_bits", "duration_bits", "track_bits", "instrument_bits", "instrument_accuracy",
-    "tracks"}``; accuracy compares, for every (piece, track), the argmax of the instrument logits
-    averaged over its notes with its true instrument.
-    """
-    was_training = model.training
-    model.eval()
-    sums = {field: 0.0 for field in FIELDS}
-    counts = {field: 0 for field in FIELDS}
-    track_logits: dict[tuple[int, int], torch.Tensor] = {}
-    track_truth: dict[tuple[int, int], int] = {}
-    for first in range(0, len(windows), batch_size):
-        chunk = windows[first : first + batch_size]
-        batch = collate_windows([w.rows for w in chunk])
-        target = batch["target"].clone()
-        for b, window in enumerate(chunk):
-            target[b, : max(window.score_from, 0)] = PAD
-        logits = model(batch["source"].to(device))
-        for field, (nll, count) in field_nll(logits, target.to(device)).items():
-            sums[field] += float(nll)
-            counts[field] += int(count)
-        instrument = logits["instrument"].float().cpu()
-        for b, window in enumerate(chunk):
-            ins = target[b, : len(window.rows), 3]
-            for t in torch.nonzero(ins >= INSTRUMENT_OFFSET).flatten().tolist():
-                key = (window.piece, int(window.tracks[t]))
-                track_logits[key] = track_logits.get(key, 0) + instrument[b, t]
-                track_truth[key] = int(ins[t])
-    model.train(was_training)
-    metrics = {f"{field}_bits": sums[field] / max(counts[field], 1) / math.log(2) for field in FIELDS}
-    correct = [int(track_logits[key].argmax()) == truth for key, truth in track_truth.items()]
-    metrics["instrument_accuracy"] = float(np.mean(correct)) if correct else float("nan")
-    metrics["tracks"] = len(correct)
-    return metrics
 
 
 # -------------------------------------------------------------------------------------- preview

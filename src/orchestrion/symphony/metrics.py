@@ -65,11 +65,13 @@ def evaluate(model: SymphonyModel, windows: list[EvalWindow], *, batch_size: int
             counts[field] += int(count)
         instrument = logits["instrument"].float().cpu()
         for b, window in enumerate(chunk):
-            ins = target[b, : len(window.rows), 3]
-            for t in torch.nonzero(ins >= INSTRUMENT_OFFSET).flatten().tolist():
-                key = (window.piece, int(window.tracks[t]))
-                track_logits[key] = track_logits.get(key, 0) + instrument[b, t]
-                track_truth[key] = int(ins[t])
+            ins = target[b, : len(window.rows), 3].numpy()
+            notes = np.flatnonzero(ins >= INSTRUMENT_OFFSET)
+            for track in np.unique(window.tracks[notes]):
+                rows = notes[window.tracks[notes] == track]
+                key = (window.piece, int(track))
+                track_logits[key] = track_logits.get(key, 0) + instrument[b, rows].sum(0)
+                track_truth[key] = int(ins[rows[0]])
     model.train(was_training)
     metrics = {f"{field}_bits": sums[field] / max(counts[field], 1) / math.log(2) for field in FIELDS}
     correct = [int(track_logits[key].argmax()) == truth for key, truth in track_truth.items()]

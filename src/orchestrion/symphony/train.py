@@ -9,7 +9,9 @@
   update, so a resumed run follows the same schedule without any scheduler state.
 * Batches: ``batch_size`` in the config is the GLOBAL number of windows per update. Each process
   takes ``micro_batch`` windows per forward pass and accumulates ``batch_size / (micro_batch ·
-  world size)`` of them, so 1 or K processes (torchrun) train the same recipe.
+  world size)`` of them, so 1 or K processes (torchrun) train the same recipe. Each micro-batch
+  is normalised by its own rows and accumulation/DDP average those means, which equals the
+  per-row mean over the whole update when windows are full (the usual case at 4096 steps).
 * At every checkpoint the main process evaluates the validation pieces (bits per field over every
   row, each scored once; instrument accuracy = argmax of the instrument logits averaged over each
   track's notes vs its true program), appends the numbers to ``metrics.jsonl`` (keys ``valid_*``)

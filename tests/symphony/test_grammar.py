@@ -63,9 +63,11 @@ def test_reference_grammar_rejects_tempo_steps() -> None:
         state.feed_many(piece)
 
 
-def random_walk(rng: np.random.Generator, vocab: int, tempo_tokens: bool, n_steps: int) -> np.ndarray:
+def random_walk(
+    rng: np.random.Generator, vocab: int, tempo_tokens: bool, n_steps: int, track_order: str = "ascending"
+) -> np.ndarray:
     """A sequence drawn uniformly among whatever the masks allow at each step."""
-    state = GrammarState(vocab, tempo_tokens=tempo_tokens, max_rel_pos=40, max_mea_pos=60)
+    state = GrammarState(vocab, tempo_tokens=tempo_tokens, max_rel_pos=40, max_mea_pos=60, track_order=track_order)
     rows = []
     for _ in range(n_steps):
         allowed = np.flatnonzero(state.allowed_events())
@@ -83,27 +85,29 @@ def random_walk(rng: np.random.Generator, vocab: int, tempo_tokens: bool, n_step
     return np.asarray(rows, dtype=np.int32).reshape(-1, 4)
 
 
-@pytest.mark.parametrize("tempo_tokens", [False, True], ids=["no-tempo", "tempo"])
-def test_every_sequence_the_masks_allow_decodes(tempo_tokens: bool) -> None:
+@pytest.mark.parametrize(("tempo_tokens", "track_order"), [(False, "ascending"), (True, "ascending"),
+                                                           (True, "distinct")])
+def test_every_sequence_the_masks_allow_decodes(tempo_tokens: bool, track_order: str) -> None:
     """Sequences drawn only from the masks decode with no note skipped and re-parse with the same positions."""
     bpe = corpus_bpe()
     rng = np.random.default_rng(1)
     for _ in range(30):
-        tokens = random_walk(rng, bpe.vocab_size, tempo_tokens, 400)
+        tokens = random_walk(rng, bpe.vocab_size, tempo_tokens, 400, track_order)
         plain = bpe.decode(tokens)
         score = decode(plain)
         n_pitches = int(bpe.pitch_counts()[tokens[:, 0]].sum())
         assert sum(t.note_num() for t in score.tracks) == n_pitches
-        cols = GrammarState(bpe.vocab_size, tempo_tokens=tempo_tokens).feed_many(tokens)
+        cols = GrammarState(bpe.vocab_size, tempo_tokens=tempo_tokens, track_order=track_order).feed_many(tokens)
         np.testing.assert_array_equal(cols, positions(tokens))
-        cols = GrammarState(tempo_tokens=tempo_tokens).feed_many(plain)
+        cols = GrammarState(tempo_tokens=tempo_tokens, track_order=track_order).feed_many(plain)
         np.testing.assert_array_equal(cols, positions(plain))
 
 
-def test_masks_say_exactly_what_feed_accepts() -> None:
+@pytest.mark.parametrize("track_order", ["ascending", "distinct"])
+def test_masks_say_exactly_what_feed_accepts(track_order: str) -> None:
     """At states along a real piece, an event/track is in the mask iff feeding it succeeds."""
     piece = encoded_corpus(True)[1]
-    state = GrammarState(tempo_tokens=True)
+    state = GrammarState(tempo_tokens=True, track_order=track_order)
     for i, row in enumerate(piece[:120].tolist()):
         if i % 7 == 0:
             events = state.allowed_events()
@@ -169,6 +173,16 @@ def test_violations_name_the_rule(prefix: list, row: tuple, message: str) -> Non
     with pytest.raises(GrammarError, match=message):
         state.feed(row)
     assert vars(state) == before  # a rejected row leaves the state as it was
+
+
+def test_distinct_track_order_allows_any_new_track_but_no_repeat() -> None:
+    state = GrammarState(track_order="distinct")
+    state.feed_many(np.asarray([*HEAD, NT, pos(0), note(60, 7), NT, pos(0), note(62, 2), NT, pos(0)]))
+    assert set(np.flatnonzero(state.allowed_tracks()) - TRACK_OFFSET) == set(range(40)) - {2, 7}
+    with pytest.raises(GrammarError, match="not used by an earlier segment of the measure"):
+        state.feed(note(64, 7))
+    state.feed(note(64, 5))
+    state.feed_many(np.asarray([bar(32), CHORD, NT, pos(0), note(60, 7)]))  # a new measure frees every track
 
 
 def test_position_tables_limit_positions_and_measures() -> None:

@@ -17,6 +17,12 @@ or raises :class:`GrammarError` saying which rule the row breaks. Instead of the
 are legal next (:meth:`GrammarState.allowed_events`, :meth:`~GrammarState.allowed_durations`,
 :meth:`~GrammarState.allowed_tracks`) and masks the logits, so every sampled sequence is valid.
 
+Track order: the MMR encoder writes the segments of a measure in ascending track id
+(``track_order="ascending"``, the reference grammar). A model trained on windows whose track ids
+were randomly permuted (§4.3) has learnt the *order* of the segments but not their ids, so a
+sampler for it uses ``track_order="distinct"``: every segment of a measure has its own track,
+in any id order. Both decode to the same kind of MIDI.
+
 Position-table limits of a trained model are part of the grammar: with ``max_rel_pos`` a POS is
 only allowed while its note-order index ``2k`` and its notes' ``2k+1`` stay within the table, and
 with ``max_mea_pos`` a new measure is only allowed while ``3j`` fits (a generator re-primes a
@@ -47,6 +53,8 @@ from orchestrion.symbolic.mmr_vocab import (
     TRACK_OFFSET,
     TRACK_VOCAB_SIZE,
 )
+
+TRACK_ORDERS = ("ascending", "distinct")
 
 
 class GrammarError(DataError):
@@ -111,6 +119,8 @@ class GrammarState:
         tempo_tokens: whether a TEMPO step may follow the chord step (one per measure at most).
         max_rel_pos: largest note-order index the model's table holds (``None``: unlimited).
         max_mea_pos: largest measure-position index the model's table holds (``None``: unlimited).
+        track_order: ``"ascending"`` (track ids ascend over a measure's segments, the MMR encoder's
+            order) or ``"distinct"`` (each segment of a measure has a new track id, any order).
 
     Example::
 
@@ -126,7 +136,10 @@ class GrammarState:
         tempo_tokens: bool = False,
         max_rel_pos: int | None = None,
         max_mea_pos: int | None = None,
+        track_order: str = "ascending",
     ) -> None:
+        if track_order not in TRACK_ORDERS:
+            raise GrammarError(f"unknown track order {track_order!r}; choose from {', '.join(TRACK_ORDERS)}")
         if event_vocab_size < BASE_EVENT_VOCAB_SIZE:
             raise GrammarError(f"event vocabulary of {event_vocab_size} ids is smaller than the MMR base "
                                f"layout ({BASE_EVENT_VOCAB_SIZE})")
@@ -138,6 +151,7 @@ class GrammarState:
         self.tempo_tokens = tempo_tokens
         self.max_rel_pos = max_rel_pos
         self.max_mea_pos = max_mea_pos
+        self.track_order = track_order
         self._kinds = _kind_masks(event_vocab_size)
         self.phase = Phase.START
         self.n_steps = 0
@@ -148,9 +162,16 @@ class GrammarState:
         self.last_pos = -1
         self.segment_track = -1  # track id (vocabulary id) of the current segment, -1 before its first note
         self.last_track = -1  # highest track id used in the current measure (vocabulary id)
+        self.used_tracks = 0  # bit t set: track id t has a segment in the current measure
 
     def copy(self) -> GrammarState:
         return copy.copy(self)
+
+    def with_limits(self, max_rel_pos: int | None, max_mea_pos: int | None) -> GrammarState:
+        """A copy that applies position-table limits from now on (rows already fed are not re-checked)."""
+        state = self.copy()
+        state.max_rel_pos, state.max_mea_pos = max_rel_pos, max_mea_pos
+        return state
 
     # ---- limits ---------------------------------------------------------------------------
 
@@ -160,6 +181,11 @@ class GrammarState:
 
     def _can_add_pos(self) -> bool:
         return self.max_rel_pos is None or 2 * (self.pos_count + 1) + 1 <= self.max_rel_pos
+
+    def _track_left(self) -> bool:
+        if self.track_order == "ascending":
+            return self.last_track < TRACK_OFFSET + MAX_TRACKS - 1
+        return bin(self.used_tracks).count("1") < MAX_TRACKS
 
     @property
     def measure_complete(self) -> bool:
@@ -183,7 +209,7 @@ class GrammarState:
             mask |= k[EventKind.TEMPO]
         if phase in (Phase.CHORD, Phase.TEMPO, Phase.NOTE):
             mask[EOS] = True
-            if self.last_track < TRACK_OFFSET + MAX_TRACKS - 1:
+            if self._track_left():
                 mask[NT_ID] = True
         if phase is Phase.TRACK:
             mask[POS_OFFSET : POS_OFFSET + self.bar_len] = True
@@ -202,14 +228,18 @@ class GrammarState:
     def allowed_tracks(self) -> np.ndarray:
         """Bool mask ``(TRACK_VOCAB_SIZE,)`` of the track ids the next note may take.
 
-        The first note of a segment opens a track above every track already used in the measure;
-        later notes of the segment stay on its track.
+        The first note of a segment opens a track above every track already used in the measure
+        (``"ascending"``) or one not used yet in the measure (``"distinct"``); later notes of the
+        segment stay on its track.
         """
         mask = np.zeros(TRACK_VOCAB_SIZE, dtype=bool)
         if self.segment_track >= 0:
             mask[self.segment_track] = True
-        else:
+        elif self.track_order == "ascending":
             mask[max(TRACK_OFFSET, self.last_track + 1) : TRACK_OFFSET + MAX_TRACKS] = True
+        else:
+            mask[TRACK_OFFSET : TRACK_OFFSET + MAX_TRACKS] = True
+            mask[[t for t in range(TRACK_OFFSET, TRACK_OFFSET + MAX_TRACKS) if self.used_tracks >> t & 1]] = False
         return mask
 
     # ---- feeding --------------------------------------------------------------------------
@@ -259,8 +289,10 @@ class GrammarState:
                 raise self._fail(r, f"a note needs a duration id in {DURATION_OFFSET + 1}-"
                                     f"{DURATION_OFFSET + MAX_DURATION} (1-{MAX_DURATION} 32nds)")
             if not (0 <= trk < TRACK_VOCAB_SIZE and self.allowed_tracks()[trk]):
-                raise self._fail(r, "a note's track id must be a real track (4-43), above every track of the "
-                                    "measure's earlier segments, and the same for all notes of a segment")
+                order = ("above every track of the measure's earlier segments" if self.track_order == "ascending"
+                         else "not used by an earlier segment of the measure")
+                raise self._fail(r, f"a note's track id must be a real track (4-43), {order}, and the same for "
+                                    "all notes of a segment")
         elif dur != PAD or trk != PAD:
             raise self._fail(r, "a metadata step carries PAD duration and track")
         self.n_steps += 1
@@ -276,6 +308,7 @@ class GrammarState:
             self.n_measures = j = j + 1
             self.bar_len = evt - BAR_OFFSET + 1
             self.pos_count, self.last_pos, self.segment_track, self.last_track = 0, -1, -1, -1
+            self.used_tracks = 0
             return 0, 3 * j - 2
         if kind is EventKind.CHORD:
             self.phase = Phase.CHORD
@@ -295,7 +328,8 @@ class GrammarState:
         self.phase = Phase.NOTE
         self.n_notes += 1
         self.segment_track = trk
-        self.last_track = trk
+        self.last_track = max(self.last_track, trk)
+        self.used_tracks |= 1 << trk
         return 2 * self.pos_count + 1, 3 * j
 
     def feed_many(self, rows: np.ndarray) -> np.ndarray:

@@ -48,3 +48,66 @@ def encoded_corpus(tempo_tokens: bool) -> tuple[np.ndarray, ...]:
 def corpus_bpe(n_merges: int = 60) -> MusicBPE:
     """Music BPE merges learned on the plain corpus."""
     return MusicBPE().learn(MusicBPE.count_words(encoded_corpus(False)), n_merges=n_merges)
+
+
+def training_windows(pieces: list[np.ndarray], window: int, rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` training rows ``(n, window, 6)`` as the recipe makes them: a start row, then up to
+    ``window - 1`` rows from a random measure on with window-local (rel, mea), track ids permuted; PAD after."""
+    from orchestrion.symbolic.mmr_decode import positions
+    from orchestrion.symbolic.mmr_vocab import BAR_OFFSET, EOS, PAD, POS_OFFSET, TRACK_OFFSET
+
+    out = np.full((n, window + 1, 6), PAD, np.int64)
+    out[..., 4:] = 0
+    for b in range(n):
+        piece = pieces[rng.integers(len(pieces))]
+        bars = np.flatnonzero((piece[:, 0] >= BAR_OFFSET) & (piece[:, 0] < POS_OFFSET))
+        start = int(rng.choice(bars))
+        rows = piece[start : start + window].astype(np.int64)
+        rows = np.concatenate([rows, positions(rows)], axis=1)
+        note = rows[:, 1] != PAD
+        rows[note, 2] = TRACK_OFFSET + rng.permutation(40)[rows[note, 2] - TRACK_OFFSET]
+        out[b, 0] = (EOS, EOS, EOS, EOS, 0, 0)
+        out[b, 1 : len(rows) + 1] = rows
+        if len(rows) < window:  # the piece ended: EOS target
+            out[b, len(rows) + 1, :4] = EOS
+    return out
+
+
+@functools.cache
+def train_debug_model(
+    tempo_tokens: bool, bpe: MusicBPE | None = None, *, window: int = 64, max_mea_pos: int = 30,
+    steps: int = 120, seed: int = 0,
+):
+    """A debug-size SymphonyModel trained briefly on the corpus pieces, so that it writes notes,
+    track starts and positions (a randomly initialised one mostly opens bars)."""
+    import torch
+    import torch.nn.functional as F
+
+    from orchestrion.symbolic.mmr_vocab import PAD
+    from orchestrion.symphony.config import FIELDS, SymphonyConfig
+    from orchestrion.symphony.model import SymphonyModel
+
+    pieces = list(encoded_corpus(tempo_tokens))
+    if bpe is not None:
+        pieces = [bpe.apply(p) for p in pieces]
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    config = SymphonyConfig.preset(
+        "debug", window=window, tempo_tokens=tempo_tokens, max_rel_pos=80, max_mea_pos=max_mea_pos,
+        event_vocab_size=bpe.vocab_size if bpe is not None else SymphonyConfig().event_vocab_size,
+    )
+    model = SymphonyModel(config)
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        batch = training_windows(pieces, window, rng, 8)
+        batch[..., 4] = np.minimum(batch[..., 4], config.max_rel_pos)
+        batch = torch.as_tensor(batch)
+        source = batch[:, :-1].clone()
+        source[(source[..., 5] > max_mea_pos)] = torch.tensor([PAD, PAD, PAD, PAD, 0, 0])
+        logits = model(source)
+        loss = sum(F.cross_entropy(logits[f].flatten(0, 1), batch[:, 1:, i].flatten(), ignore_index=PAD)
+                   for i, f in enumerate(FIELDS))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return model.eval()

@@ -85,11 +85,12 @@ class EventKind(Enum):
     EOS = "eos"
 
 
-def event_kind(evt: int, event_vocab_size: int = BASE_EVENT_VOCAB_SIZE) -> EventKind:
-    """Kind of an event id in the MMR layout; ids ≥ the base vocabulary are Music BPE notes."""
+def event_kind(evt: int, event_vocab_size: int | None = None) -> EventKind:
+    """Kind of an event id in the MMR layout; ids ≥ the base vocabulary are Music BPE notes, up to
+    ``event_vocab_size`` (beyond it: special; None = no upper bound)."""
     if evt == EOS:
         return EventKind.EOS
-    if evt < PITCH_OFFSET or evt >= event_vocab_size:
+    if evt < PITCH_OFFSET or (event_vocab_size is not None and evt >= event_vocab_size):
         return EventKind.SPECIAL
     if evt < CHORD_OFFSET or evt >= BASE_EVENT_VOCAB_SIZE:
         return EventKind.NOTE

@@ -92,6 +92,9 @@ def tokenize(
     shard_files: int = typer.Option(64, "--shard-files", help="Input files per shard (unit of work and restart)."),
     sparse_merge: bool = typer.Option(True, "--sparse-merge/--no-sparse-merge",
                                       help="Merge tracks with < 50 notes (§2.1, on for training corpora)."),
+    tempo_tokens: bool = typer.Option(True, "--tempo-tokens/--no-tempo-tokens",
+                                      help="Put a tempo step after the chord where the tempo changes "
+                                           "(--no-tempo-tokens: exactly the reference grammar)."),
 ) -> None:
     """Encode a MIDI folder into a sharded, memory-mappable MMR / Music BPE token dataset.
 
@@ -106,7 +109,7 @@ def tokenize(
 
     from orchestrion.symbolic.preprocess import TokenizeOptions, tokenize_corpus
 
-    options = TokenizeOptions(shard_files=shard_files, merge_sparse_tracks=sparse_merge)
+    options = TokenizeOptions(shard_files=shard_files, merge_sparse_tracks=sparse_merge, tempo_tokens=tempo_tokens)
     with Progress(TextColumn("tokenizing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
                   TimeElapsedColumn(), console=console, transient=True) as bar:
         task = bar.add_task("files", total=None)
@@ -351,3 +354,51 @@ def pianoroll(
     title = source.name if piece is None else f"{source.name} piece {piece}"
     plot_pianoroll(score, out, title=title)
     console.print(f"wrote {out}")
+
+
+@app.command()
+def train(
+    data_dir: Path = typer.Argument(..., help="Token dataset folder made by `orchestrion symphony tokenize`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory (checkpoints, metrics, samples)."),
+    preset: str = typer.Option("full", "--preset", help="Model size and recipe: full (≈ 39 M, reference), "
+                                                       "small (CPU), debug (tests)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+    steps: int | None = typer.Option(None, "--steps", help="Total optimizer updates (default: the preset's)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="GLOBAL windows per update, over all "
+                                                                     "processes (default: the preset's)."),
+    micro_batch: int | None = typer.Option(None, "--micro-batch", help="Windows per forward pass and process "
+                                                                       "(lower it to fit memory)."),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (default: the preset's)."),
+    warmup: int | None = typer.Option(None, "--warmup", help="Warm-up updates (default: the preset's fraction)."),
+    window: int | None = typer.Option(None, "--window", help="Training window in steps (default: the preset's)."),
+    valid_fraction: float | None = typer.Option(None, "--valid-fraction",
+                                                help="Share of pieces held out for validation (0: none)."),
+    workers: int = typer.Option(0, "--workers", help="Data-loading worker processes."),
+    checkpoint_every: int = typer.Option(1000, "--checkpoint-every", help="Updates between checkpoints, "
+                                                                          "validations and samples."),
+    log_every: int = typer.Option(10, "--log-every", help="Updates between metrics.jsonl lines."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the weights and of the window stream."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Train a SymphonyNet linear transformer on a token dataset (seeded split, windows, AdamW, warm-up).
+
+    Validation bits per field, instrument accuracy, a sampled MIDI and its piano roll are written at
+    every checkpoint. Under torchrun, --batch-size stays the global batch.
+
+    Example:
+
+      orchestrion symphony train data/ --out runs/sym --preset small --steps 2000
+
+      torchrun --nproc_per_node=8 $(which orchestrion) symphony train data/ --out runs/full --micro-batch 2
+    """
+    import os
+
+    from orchestrion.symphony.train import train_symphony
+
+    metrics = train_symphony(
+        data_dir, out, preset=preset, resume=resume, steps=steps, batch_size=batch_size, micro_batch=micro_batch,
+        learning_rate=lr, warmup_steps=warmup, window=window, valid_fraction=valid_fraction, workers=workers,
+        checkpoint_every=checkpoint_every, log_every=log_every, seed=seed, device=device,
+    )
+    if metrics and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        console.print("last step: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))

@@ -185,6 +185,17 @@ def test_distinct_track_order_allows_any_new_track_but_no_repeat() -> None:
     state.feed_many(np.asarray([bar(32), CHORD, NT, pos(0), note(60, 7)]))  # a new measure frees every track
 
 
+def test_a_position_holds_at_most_one_note_per_pitch_and_duration() -> None:
+    """So that a measure, and with --bars a whole generation, is finite whatever the model does."""
+    state = GrammarState()
+    state.feed_many(np.asarray([*HEAD, NT, pos(0)] + [note(p, 0, d) for p in range(128) for d in range(1, 33)]))
+    assert not state.allowed_events()[PITCH_OFFSET : PITCH_OFFSET + 128].any()
+    with pytest.raises(GrammarError, match="a position holds at most 4096 note steps"):
+        state.feed(note(60, 0, dur32=8))
+    state.feed(pos(1))
+    state.feed(note(60, 0))
+
+
 def test_position_tables_limit_positions_and_measures() -> None:
     state = GrammarState(max_rel_pos=5, max_mea_pos=6)
     state.feed_many(np.asarray([*HEAD, NT, pos(0), note(60, 0), pos(1), note(60, 0)]))

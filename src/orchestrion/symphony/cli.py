@@ -553,7 +553,8 @@ def orchestrate(
     programs = parse_instruments(instruments) if instruments is not None else None
     trained = load_symphony(model, device)
     result = orchestrate_midi(midi_in, trained.model, trained.bpe, keep_drums=keep_drums,
-                              mode="argmax" if argmax else "nucleus", seed=seed, instruments=programs)
+                              mode="argmax" if argmax else "nucleus", seed=seed, instruments=programs,
+                              track_order="distinct" if trained.training.relabel_tracks else "ascending")
     save_midi(result.score, out)
     console.print(_assignment_table(
         "instruments", ("track", "name", "notes", "was", "instrument", "probability"),

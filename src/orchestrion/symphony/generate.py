@@ -509,6 +509,9 @@ def generate(
             raise GenerationError(f"{prompt.source}: the prompt has {len(rows)} steps; the model's window holds "
                                   f"{c.window - 2}")
         piece.feed_many(prompt.tokens)
+        if 3 * piece.n_measures + 3 > c.max_mea_pos:
+            raise GenerationError(f"{prompt.source}: the prompt has {piece.n_measures} bars; the model's measure "
+                                  f"table holds {c.max_mea_pos // 3 - 1} before a new one")
         logits_all = window.reset(rows)
         notes = np.flatnonzero(prompt.tokens[:, 1] != PAD)
         votes.add(prompt.tokens[notes, 2], logits_all["instrument"][notes])
@@ -667,6 +670,7 @@ def orchestrate(
     mode: str = "nucleus",
     seed: int = 0,
     instruments: tuple[int, ...] | None = None,
+    track_order: str = "distinct",
 ) -> Orchestration:
     """Predict an instrument for every track of a multi-track MIDI file (§6.3).
 
@@ -678,6 +682,7 @@ def orchestrate(
     Args:
         keep_drums: drum tracks stay drums, and no other track may become drums.
         instruments: programs the tracks may be given (None = any).
+        track_order: ``"distinct"`` (track ids randomly permuted, for models trained so) or ``"ascending"``.
 
     Raises:
         MidiError: unreadable or empty MIDI file.
@@ -695,8 +700,8 @@ def orchestrate(
         marked.tracks[i].program = marker
     piece = mmr.encode(marked, merge_sparse_tracks=False, config=mmr.MMRConfig(tempo_tokens=model.config.tempo_tokens))
     tokens = bpe.apply(piece.tokens) if bpe is not None else piece.tokens
-    tokens, mapping = relabel_tracks(tokens, np.random.default_rng(seed), "distinct")
-    votes, n_windows = teacher_forced_votes(model, tokens, track_order="distinct")
+    tokens, mapping = relabel_tracks(tokens, np.random.default_rng(seed), track_order)
+    votes, n_windows = teacher_forced_votes(model, tokens, track_order=track_order)
     generator = torch.Generator().manual_seed(seed)
     allowed = tuple(range(DRUM_PROGRAM + 1)) if instruments is None else instruments
     if keep_drums:

@@ -5,7 +5,9 @@ A piece is, per measure (:mod:`orchestrion.symbolic.mmr`)::
     BOM(L) CHORD [TEMPO] { NT { POS(p) note+ }+ }*   then optionally EOS
 
 with track ids strictly ascending over the segments of a measure (all notes of a segment share
-one track), positions strictly ascending inside a segment and below the bar length ``L``, every
+one track), positions strictly ascending inside a segment and below the bar length ``L``, at most
+``MAX_NOTES_PER_POSITION`` (4096) note steps per position (the encoder writes each (pitch, duration)
+once), every
 note carrying a duration of 1-32 32nds and a track id, every metadata step carrying PAD there.
 The TEMPO step exists only when the model was trained with tempo tokens; with
 ``tempo_tokens=False`` this is exactly the reference grammar.
@@ -46,6 +48,7 @@ from orchestrion.symbolic.mmr_vocab import (
     EOS,
     MAX_DURATION,
     MAX_TRACKS,
+    N_PITCHES,
     NT_ID,
     PAD,
     PITCH_OFFSET,
@@ -55,6 +58,7 @@ from orchestrion.symbolic.mmr_vocab import (
 )
 
 TRACK_ORDERS = ("ascending", "distinct")
+MAX_NOTES_PER_POSITION = N_PITCHES * MAX_DURATION  # one per (pitch, duration); bounds every measure's length
 
 
 class GrammarError(DataError):
@@ -161,6 +165,7 @@ class GrammarState:
         self.bar_len = 0
         self.pos_count = 0  # POS steps in the current track segment (k)
         self.last_pos = -1
+        self.notes_at_pos = 0  # note steps since the last POS
         self.segment_track = -1  # track id (vocabulary id) of the current segment, -1 before its first note
         self.last_track = -1  # highest track id used in the current measure (vocabulary id)
         self.used_tracks = 0  # bit t set: track id t has a segment in the current measure
@@ -216,7 +221,7 @@ class GrammarState:
             mask[POS_OFFSET : POS_OFFSET + self.bar_len] = True
         if phase is Phase.NOTE and self._can_add_pos():
             mask[POS_OFFSET + self.last_pos + 1 : POS_OFFSET + self.bar_len] = True
-        if phase in (Phase.POS, Phase.NOTE):
+        if phase in (Phase.POS, Phase.NOTE) and self.notes_at_pos < MAX_NOTES_PER_POSITION:
             mask |= k[EventKind.NOTE]
         return mask
 
@@ -261,6 +266,8 @@ class GrammarState:
             return f"a new measure would pass the model's measure table (max_mea_pos {self.max_mea_pos})"
         if kind is EventKind.TEMPO and not self.tempo_tokens:
             return "tempo steps are off for this grammar (tempo_tokens=False)"
+        if kind is EventKind.NOTE and self.phase is Phase.NOTE:
+            return f"a position holds at most {MAX_NOTES_PER_POSITION} note steps (one per pitch and duration)"
         if kind is EventKind.TRACK and self.phase in (Phase.CHORD, Phase.TEMPO, Phase.NOTE):
             return f"no track id is left above the measure's last track ({MAX_TRACKS} tracks)"
         expected = {
@@ -325,9 +332,11 @@ class GrammarState:
             self.phase = Phase.POS
             self.pos_count += 1
             self.last_pos = evt - POS_OFFSET
+            self.notes_at_pos = 0
             return 2 * self.pos_count, 3 * j
         self.phase = Phase.NOTE
         self.n_notes += 1
+        self.notes_at_pos += 1
         self.segment_track = trk
         self.last_track = max(self.last_track, trk)
         self.used_tracks |= 1 << trk

@@ -3,7 +3,7 @@
 Both models have the full reference size (d 512, 16 heads, 12 post-LN layers, FFN 2048, the four
 heads of the MMR vocabulary) with random weights; speed does not depend on the values. For every
 context length L the model is put in the state it would have after L tokens, then N single-token
-steps are timed (batch 1, as generation runs):
+steps are timed (batch 1, as generation runs; ``--batch`` samples several sequences at once):
 
   linear (ours)   ``SymphonyModel.step``: constant-size state (Σ φ(k)ᵀv, Σ φ(k) per layer and head)
   softmax + KV    the same blocks with softmax attention over a preallocated KV cache of L + N
@@ -82,21 +82,11 @@ class SoftmaxLM(nn.Module):
         return [head(x) for head in self.heads]
 
 
-def random_rows(config: SymphonyConfig, n: int, generator: torch.Generator) -> torch.Tensor:
-    """(n, 1, 6) note rows with in-range ids."""
+def random_rows(config: SymphonyConfig, batch: int, generator: torch.Generator) -> torch.Tensor:
+    """(batch, 6) note rows with in-range ids."""
     cols = [config.event_vocab_size, config.duration_vocab_size, config.track_vocab_size,
             config.instrument_vocab_size, config.max_rel_pos + 1, config.max_mea_pos + 1]
-    return torch.stack([torch.randint(4, c, (n, 1), generator=generator) for c in cols], dim=-1)
-
-
-def time_steps(step, rows: torch.Tensor, warmup: int) -> list[float]:
-    times = []
-    for i in range(len(rows)):
-        start = time.perf_counter()
-        step(i, rows[i])
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return times
+    return torch.stack([torch.randint(4, c, (batch,), generator=generator) for c in cols], dim=-1)
 
 
 @torch.inference_mode()
@@ -106,6 +96,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=32, help="timed steps per context")
     parser.add_argument("--warmup", type=int, default=4)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--batch", type=int, default=1, help="sequences sampled together (per-token times shown)")
     parser.add_argument("--merges", type=int, default=700, help="Music BPE merges (event vocabulary 527 + merges)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -120,37 +111,40 @@ def main() -> None:
     n_softmax = sum(p.numel() for p in softmax.parameters())
     print(f"full config: d {config.d_model}, {config.n_heads} heads, {config.n_layers} layers, FFN {config.d_ff}; "
           f"linear {linear.n_parameters() / 1e6:.1f} M params, softmax {n_softmax / 1e6:.1f} M")
-    print(f"{args.steps} timed steps (median) after {args.warmup} warm-up steps, batch 1\n")
+    print(f"{args.steps} timed steps (median) after {args.warmup} warm-up steps, batch {args.batch} "
+          "(ms per token = per step / batch)\n")
     print(f"{'context':>8} | {'linear ms/tok':>13} {'tok/s':>7} | {'softmax+KV ms/tok':>17} {'tok/s':>7} | "
           f"{'speed-up':>8} | {'KV cache MiB':>12} | {'linear state MiB':>16}")
-    total = args.warmup + args.steps
-    state_bytes = None
+    # Round-robin over contexts and models, one step each per round: load from other processes on a
+    # shared machine then hits every column alike instead of whichever context ran during a busy spell.
+    batch = args.batch
+    linear_states, caches = {}, {}
     for context in args.contexts:
-        rows = random_rows(config, total, generator)
-        state = linear.initial_state(1)
-        state = SymphonyState(torch.rand(state.kv.shape, generator=generator),
-                              torch.rand(state.k_sum.shape, generator=generator) * context)
-        holder = {"state": state}
-
-        def linear_step(_: int, row: torch.Tensor, holder=holder) -> None:
-            _, holder["state"] = linear.step(row, holder["state"])
-
-        linear_times = time_steps(linear_step, rows, args.warmup)
-        state_bytes = (state.kv.numel() + state.k_sum.numel()) * 4
-
-        shape = (1, config.n_heads, context + total, config.head_dim)
-        cache = [(torch.randn(shape, generator=generator), torch.randn(shape, generator=generator))
-                 for _ in range(config.n_layers)]
-
-        def softmax_step(i: int, row: torch.Tensor, cache=cache, context=context) -> None:
-            softmax.step(row, cache, context + i)
-
-        softmax_times = time_steps(softmax_step, rows, args.warmup)
-        cache_bytes = sum(k.numel() + v.numel() for k, v in cache) * 4
-        lin, soft = statistics.median(linear_times), statistics.median(softmax_times)
+        state = linear.initial_state(batch)
+        linear_states[context] = SymphonyState(torch.rand(state.kv.shape, generator=generator),
+                                               torch.rand(state.k_sum.shape, generator=generator) * context)
+        shape = (batch, config.n_heads, context + args.warmup + args.steps, config.head_dim)
+        caches[context] = [(torch.randn(shape, generator=generator), torch.randn(shape, generator=generator))
+                           for _ in range(config.n_layers)]
+    times = {(model, context): [] for model in ("linear", "softmax") for context in args.contexts}
+    for i in range(args.warmup + args.steps):
+        rows = random_rows(config, batch, generator)
+        for context in args.contexts:
+            start = time.perf_counter()
+            _, linear_states[context] = linear.step(rows, linear_states[context])
+            middle = time.perf_counter()
+            softmax.step(rows, caches[context], context + i)
+            end = time.perf_counter()
+            if i >= args.warmup:
+                times["linear", context].append(middle - start)
+                times["softmax", context].append(end - middle)
+    state_floats = sum(t.numel() for t in (linear_states[args.contexts[0]].kv, linear_states[args.contexts[0]].k_sum))
+    for context in args.contexts:
+        lin = statistics.median(times["linear", context]) / batch
+        soft = statistics.median(times["softmax", context]) / batch
+        cache_mib = sum(k.numel() + v.numel() for k, v in caches[context]) * 4 / 2**20
         print(f"{context:>8} | {lin * 1e3:>13.2f} {1 / lin:>7.1f} | {soft * 1e3:>17.2f} {1 / soft:>7.1f} | "
-              f"{soft / lin:>7.2f}x | {cache_bytes / 2**20:>12.0f} | {state_bytes / 2**20:>16.2f}", flush=True)
-        del cache
+              f"{soft / lin:>7.2f}x | {cache_mib:>12.0f} | {state_floats * 4 / 2**20:>16.2f}")
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -217,3 +217,15 @@ def test_orchestrate_assigns_programs_and_leaves_notes_alone(model, tmp_path) ->
     assert result.score.tracks[-1].is_drum
     again = orchestrate(path, model, keep_drums=True, mode="argmax")
     assert [t.program for t in again.tracks] == [t.program for t in result.tracks]
+
+
+def test_orchestrate_recovers_the_instruments_of_a_training_piece(model, tmp_path) -> None:
+    """A chorale's four choir voices plus its organ reduction, programs removed: the trained model tells the
+    organ track (chords) from the voices, so track ids map back to the right MIDI tracks."""
+    score = parse_midi(corpus_midis()[6], "chorale")
+    assert [t.program for t in score.tracks] == [52, 52, 52, 52, 19]
+    for track in score.tracks:
+        track.program = 0
+    result = orchestrate(save_midi(score, tmp_path / "chorale.mid"), model, mode="argmax")
+    assert [t.program for t in result.tracks] == [52, 52, 52, 52, 19]
+    assert result.tracks[-1].probability > 0.5

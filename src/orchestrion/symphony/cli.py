@@ -442,7 +442,7 @@ def generate(
                                             "instrument instead of sampling it (nucleus p = 0.9)."),
     render: Path | None = typer.Option(None, "--render", help="Also render the piece to this .wav file."),
     tokens_out: Path | None = typer.Option(None, "--tokens", help="Also save the MMR tokens (.npy or .txt)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda or cuda:N."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
 ) -> None:
     """Sample a multi-track piece with a trained SymphonyNet, from scratch or continuing a prompt.
@@ -479,7 +479,7 @@ def generate(
     if prompt_bars is not None and prompt is None:
         raise GenerationError("--prompt-bars needs --prompt")
     programs = parse_instruments(instruments) if instruments is not None else None
-    trained = load_symphony(model, device)
+    trained = load_symphony(model, _inference_device(device))
     options = SamplingOptions(
         temperature=temperature, top_p=top_p, seed=seed, bars=bars, max_steps=max_steps, instruments=programs,
         orchestration="argmax" if argmax_instruments else "nucleus",
@@ -510,6 +510,14 @@ def generate(
         console.print(f"wrote {render}")
 
 
+def _inference_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def _bars_in(tokens: np.ndarray) -> int:
     from orchestrion.symbolic.mmr_vocab import BAR_OFFSET, POS_OFFSET
 
@@ -529,7 +537,7 @@ def orchestrate(
                                            "programs the tracks may be given."),
     seed: int = typer.Option(0, "--seed", help="Random seed (track relabelling and sampling)."),
     render: Path | None = typer.Option(None, "--render", help="Also render the result to this .wav file."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda or cuda:N."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
 ) -> None:
     """Choose an instrument for every track of a MIDI file with a trained SymphonyNet (auto-orchestration).
@@ -551,7 +559,7 @@ def orchestrate(
         if path is not None:
             check_output_path(path, overwrite=overwrite, inputs=[midi_in])
     programs = parse_instruments(instruments) if instruments is not None else None
-    trained = load_symphony(model, device)
+    trained = load_symphony(model, _inference_device(device))
     result = orchestrate_midi(midi_in, trained.model, trained.bpe, keep_drums=keep_drums,
                               mode="argmax" if argmax else "nucleus", seed=seed, instruments=programs,
                               track_order="distinct" if trained.training.relabel_tracks else "ascending")

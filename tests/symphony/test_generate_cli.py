@@ -93,6 +93,15 @@ def test_generate_continues_a_prompt_with_chosen_instruments(run_dir: Path, midi
     assert 52 in programs and programs <= {52, 40, 42}  # prompt choir kept, new tracks violin/cello
 
 
+def test_generate_several_samples_in_one_batch(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "take.mid"
+    text = invoke("generate", "--model", run_dir, "--out", out, "--max-steps", 60, "--num-samples", 3, "--seed", 5)
+    for k in (1, 2, 3):
+        assert symusic.Score(str(tmp_path / f"take_{k}.mid")).note_num() > 0
+        assert f"take_{k}.mid" in text and f"seed {4 + k}" in text
+    assert not out.exists()
+
+
 def test_orchestrate_sets_programs_and_keeps_notes(run_dir: Path, midi_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "orchestrated.mid"
     text = invoke("orchestrate", midi_dir / "unlabelled.mid", "--model", run_dir, "--out", out, "--argmax")

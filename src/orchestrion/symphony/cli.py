@@ -438,6 +438,8 @@ def generate(
                                                                        "durations (> 0; lower = safer)."),
     top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling mass (1 = full distribution)."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same piece."),
+    num_samples: int = typer.Option(1, "--num-samples", "-n", help="Sample N pieces at once (batched, faster per "
+                                    "piece); written as OUT_1.mid ... OUT_N.mid, seeds SEED ... SEED+N-1."),
     argmax_instruments: bool = typer.Option(False, "--argmax-instruments", help="Give each track its most likely "
                                             "instrument instead of sampling it (nucleus p = 0.9)."),
     render: Path | None = typer.Option(None, "--render", help="Also render the piece to this .wav file."),
@@ -456,6 +458,8 @@ def generate(
 
       orchestrion symphony generate --model runs/sym --prompt theme.mid --prompt-bars 4 --bars 16 --out more.mid
       --instruments "Violin,Viola,Cello,French Horn" --render more.wav
+
+      orchestrion symphony generate --model runs/sym --out take.mid --num-samples 4 --max-steps 2000
     """
     from orchestrion.fileio import check_output_path
     from orchestrion.symbolic.dataset import save_token_file
@@ -470,10 +474,17 @@ def generate(
     )
     from orchestrion.symphony.models import load_symphony
 
+    if num_samples < 1:
+        raise GenerationError(f"--num-samples must be ≥ 1, got {num_samples}")
+
+    def numbered(path: Path | None, k: int) -> Path | None:
+        return path if path is None or num_samples == 1 else path.with_name(f"{path.stem}_{k + 1}{path.suffix}")
+
     inputs = [prompt] if prompt is not None else []
-    for path in (out, render, tokens_out):
-        if path is not None:
-            check_output_path(path, overwrite=overwrite, inputs=inputs)
+    for k in range(num_samples):
+        for path in (numbered(out, k), numbered(render, k), numbered(tokens_out, k)):
+            if path is not None:
+                check_output_path(path, overwrite=overwrite, inputs=inputs)
     if bars is not None and max_steps is not None:
         raise GenerationError("give either --bars or --max-steps, not both")
     if prompt_bars is not None and prompt is None:
@@ -485,29 +496,32 @@ def generate(
         orchestration="argmax" if argmax_instruments else "nucleus",
         track_order="distinct" if trained.training.relabel_tracks else "ascending",
     )
+    per_piece = max_steps or (DEFAULT_MAX_STEPS if bars is None else None)
     with _steps_progress() as bar:
-        task = bar.add_task("generate", total=max_steps or (DEFAULT_MAX_STEPS if bars is None else None))
-        result = generate_midi(trained.model, trained.bpe, options, prompt, prompt_bars,
-                               progress=lambda n: bar.update(task, completed=n))
-    score = result.score()
-    save_midi(score, out)
-    if tokens_out is not None:
-        save_token_file(tokens_out, result.tokens, trained.bpe)
-    console.print(_assignment_table(
-        "instruments", ("track", "instrument", "probability", "notes", "from"),
-        [(str(a.track), program_label(a.program), f"{a.probability:.2f}", str(a.n_notes), a.source)
-         for a in result.assignments],
-    ))
-    old_bars = _bars_in(result.tokens[: result.prompt_steps])
-    console.print(f"wrote {out}: {result.n_bars - old_bars} new bars after {old_bars} prompt bars, "
-                  f"{score.note_num()} notes, {len(result.tokens) - result.prompt_steps} new steps, "
-                  f"{result.n_windows} window(s), "
-                  f"stopped by {result.stopped_by.replace('_', ' ')}", soft_wrap=True)
-    if render is not None:
-        from orchestrion.audio.render import render_file
+        task = bar.add_task("generate", total=per_piece * num_samples if per_piece else None)
+        results = generate_midi(trained.model, trained.bpe, options, prompt, prompt_bars,
+                                progress=lambda n: bar.update(task, completed=n), n_samples=num_samples)
+    for k, result in enumerate(results):
+        path = numbered(out, k)
+        score = result.score()
+        save_midi(score, path)
+        if tokens_out is not None:
+            save_token_file(numbered(tokens_out, k), result.tokens, trained.bpe)
+        console.print(_assignment_table(
+            f"instruments of {path.name}", ("track", "instrument", "probability", "notes", "from"),
+            [(str(a.track), program_label(a.program), f"{a.probability:.2f}", str(a.n_notes), a.source)
+             for a in result.assignments],
+        ))
+        old_bars = _bars_in(result.tokens[: result.prompt_steps])
+        console.print(f"wrote {path}: {result.n_bars - old_bars} new bars after {old_bars} prompt bars, "
+                      f"{score.note_num()} notes, {len(result.tokens) - result.prompt_steps} new steps, "
+                      f"{result.n_windows} window(s), seed {seed + k}, "
+                      f"stopped by {result.stopped_by.replace('_', ' ')}", soft_wrap=True)
+        if render is not None:
+            from orchestrion.audio.render import render_file
 
-        render_file(out, render)
-        console.print(f"wrote {render}")
+            render_file(path, numbered(render, k))
+            console.print(f"wrote {numbered(render, k)}")
 
 
 def _inference_device(device: str) -> str:

@@ -24,6 +24,10 @@ Any length (the reference stops at one 4096-step window). The model only ever sa
    the window) decides which track ids a new segment may take, and the instrument logits of a
    track are summed over all its notes in all windows.
 
+Several pieces can be sampled together (:func:`generate_many`, ``--num-samples``): one batched
+recurrent step per row for all of them, each with its own random stream (seed + k), grammar and
+window; on a CPU a step mostly costs reading the weights, which the batch shares.
+
 Orchestration (§6.3): the instrument head's logits at each note step are averaged per track; the
 track's program is drawn by nucleus sampling (p = 0.9, T = 1) from that average, or taken as its
 argmax. :func:`orchestrate` does the same for an existing multi-track MIDI file with teacher forcing.
@@ -55,6 +59,7 @@ from orchestrion.symbolic.mmr_vocab import (
     EOS,
     INSTRUMENT_OFFSET,
     INSTRUMENT_VOCAB_SIZE,
+    MAX_BAR,
     MAX_TRACKS,
     PAD,
     POS_OFFSET,
@@ -62,8 +67,9 @@ from orchestrion.symbolic.mmr_vocab import (
     TRACK_VOCAB_SIZE,
 )
 from orchestrion.symbolic.music_bpe import MusicBPE
+from orchestrion.symphony.config import SymphonyConfig
 from orchestrion.symphony.grammar import TRACK_ORDERS, EventKind, GrammarState, event_kind
-from orchestrion.symphony.model import SymphonyModel
+from orchestrion.symphony.model import SymphonyModel, SymphonyState
 
 START_ROW = (EOS, EOS, EOS, EOS, 0, 0)  # the row every training window starts with (§4.4)
 DEFAULT_MAX_STEPS = 4090  # the reference's total length, used when neither bars nor max_steps is given
@@ -253,55 +259,49 @@ def _window_to_keep(rows: list[Row], max_rows: int, max_measures: int) -> list[R
 
 
 class _Window:
-    """The model's view: start row + recent rows with window-local (rel, mea), and the recurrent state."""
+    """What the model sees of one piece: the start row + recent rows with window-local (rel, mea).
 
-    def __init__(self, model: SymphonyModel, track_order: str, reprime_steps: int | None) -> None:
-        c = model.config
-        self.model = model
-        self.device = next(model.parameters()).device
+    It produces model input rows; the caller runs the model (one sequence or a batch of them).
+    """
+
+    def __init__(self, config: SymphonyConfig, track_order: str, reprime_steps: int | None) -> None:
+        self.config = config
         self.track_order = track_order
-        self.tempo_tokens = c.tempo_tokens
-        self.window = c.window
-        self.max_rel_pos, self.max_mea_pos = c.max_rel_pos, c.max_mea_pos
-        self.keep_rows = min(reprime_steps or c.window // 2, c.window - 2)
+        self.keep_rows = min(reprime_steps or config.window // 2, config.window - 2)
         if self.keep_rows < 6:
-            raise GenerationError(f"a window of {c.window} rows is too short to slide (keeps {self.keep_rows} rows)")
-        self.keep_measures = max(1, c.max_mea_pos // 3 // 2)
+            raise GenerationError(f"a window of {config.window} rows is too short to slide "
+                                  f"(keeps {self.keep_rows} rows)")
+        self.keep_measures = max(1, config.max_mea_pos // 3 // 2)
         self.rows: list[Row] = []
         self.grammar = self._fresh_grammar()
         self.n_windows = 0
 
     def _fresh_grammar(self) -> GrammarState:
-        return GrammarState(self.model.config.event_vocab_size, tempo_tokens=self.tempo_tokens,
+        return GrammarState(self.config.event_vocab_size, tempo_tokens=self.config.tempo_tokens,
                             track_order=self.track_order)
 
-    def _model_rows(self, rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
-        full = np.concatenate([np.asarray(rows, np.int64).reshape(-1, 4), cols.astype(np.int64)], axis=1)
-        full[:, 4] = np.minimum(full[:, 4], self.max_rel_pos)  # a prompt may hold longer segments than training
-        return torch.as_tensor(np.concatenate([np.asarray([START_ROW]), full]), device=self.device)
-
-    def reset(self, rows: list[Row]) -> dict[str, torch.Tensor]:
-        """Start a window holding ``rows``; returns the logits of every position ``(len(rows) + 1, V)``."""
+    def start(self, rows: list[Row]) -> torch.Tensor:
+        """Open a window holding ``rows``; returns its model rows ``(len(rows) + 1, 6)`` (start row first)."""
         grammar = self._fresh_grammar()
         cols = grammar.feed_many(np.asarray(rows, np.int64).reshape(-1, 4))
-        self.grammar = grammar.with_limits(self.max_rel_pos, self.max_mea_pos)
+        self.grammar = grammar.with_limits(self.config.max_rel_pos, self.config.max_mea_pos)
         self.rows = list(rows)
         self.n_windows += 1
-        with torch.inference_mode():
-            logits, self.state = self.model.prime(self._model_rows(self.rows, cols)[None])
-        return {name: value[0] for name, value in logits.items()}
+        full = np.concatenate([np.asarray(rows, np.int64).reshape(-1, 4), cols.astype(np.int64)], axis=1)
+        full[:, 4] = np.minimum(full[:, 4], self.config.max_rel_pos)  # a prompt may hold longer segments
+        return torch.as_tensor(np.concatenate([np.asarray([START_ROW]), full]))
 
-    def push(self, row: Row) -> dict[str, torch.Tensor]:
-        """Append a row (already checked against the whole piece's grammar); returns the next logits."""
+    def push(self, row: Row) -> tuple[bool, torch.Tensor]:
+        """Append a row (already checked against the whole piece's grammar).
+
+        Returns ``(False, (6,) row)`` to feed one step, or ``(True, (n, 6) rows)`` when the window slid
+        and the model must be primed afresh on them.
+        """
         rel, mea = self.grammar.feed(row)
         self.rows.append(row)
-        if len(self.rows) + 1 >= self.window or not self.grammar.can_open_measure():
-            return {k: v[-1] for k, v in self.reset(_window_to_keep(self.rows, self.keep_rows,
-                                                                    self.keep_measures)).items()}
-        x = torch.as_tensor([[*row, min(rel, self.max_rel_pos), mea]], device=self.device)
-        with torch.inference_mode():
-            logits, self.state = self.model.step(x, self.state)
-        return {name: value[0] for name, value in logits.items()}
+        if len(self.rows) + 1 >= self.config.window or not self.grammar.can_open_measure():
+            return True, self.start(_window_to_keep(self.rows, self.keep_rows, self.keep_measures))
+        return False, torch.as_tensor([*row, min(rel, self.config.max_rel_pos), mea])
 
 
 # --------------------------------------------------------------------------------------------
@@ -478,6 +478,161 @@ def _check_model(model: SymphonyModel, bpe: MusicBPE | None) -> None:
                               f"{expected}")
 
 
+class _Sampler:
+    """The sampling state of one piece: its grammar, window, rows, instrument votes and random stream."""
+
+    def __init__(self, config: SymphonyConfig, options: SamplingOptions, prompt: Prompt | None, seed: int) -> None:
+        self.options = options
+        self.prompt = prompt
+        self.generator = torch.Generator().manual_seed(seed)
+        self.piece = GrammarState(config.event_vocab_size, tempo_tokens=config.tempo_tokens,
+                                  track_order=options.track_order)
+        self.window = _Window(config, options.track_order, options.reprime_steps)
+        self.votes = InstrumentVotes()
+        self.rows: list[Row] = []
+        if prompt is not None:
+            self.rows = [tuple(int(v) for v in r) for r in prompt.tokens.tolist()]
+            if len(self.rows) + 2 > config.window:
+                raise GenerationError(f"{prompt.source}: the prompt has {len(self.rows)} steps; the model's window "
+                                      f"holds {config.window - 2}")
+            self.piece.feed_many(prompt.tokens)
+            if 3 * self.piece.n_measures + 3 > config.max_mea_pos:
+                raise GenerationError(f"{prompt.source}: the prompt has {self.piece.n_measures} bars; the model's "
+                                      f"measure table holds {config.max_mea_pos // 3 - 1} before a new one")
+        self.n_prompt = len(self.rows)
+        self.max_steps = options.max_steps or (DEFAULT_MAX_STEPS if options.bars is None else None)
+        self.new_bars, self.complete_len, self.stopped_by = 0, len(self.rows), "max_steps"
+        self.n_notes = self.piece.n_notes
+        self.event_vocab_size = config.event_vocab_size
+        self.done = self.max_steps is not None and self.max_steps < 1
+
+    def first_window(self) -> torch.Tensor:
+        return self.window.start(self.rows)
+
+    def add_prompt_votes(self, instrument_logits: torch.Tensor) -> None:
+        """instrument_logits (n_prompt + 1, 133): the priming pass over the prompt."""
+        if self.prompt is not None:
+            notes = np.flatnonzero(self.prompt.tokens[:, 1] != PAD)
+            self.votes.add(self.prompt.tokens[notes, 2], instrument_logits[notes])
+
+    def choose(self, logits: dict[str, torch.Tensor]) -> Row | None:
+        """Sample the next row from one position's logits (§6.2 with grammar masks); None when the piece ends."""
+        o = self.options
+        allowed = self.piece.allowed_events() & self.window.grammar.allowed_events()
+        if self.prompt is not None and len(self.rows) == self.n_prompt:
+            allowed[:] = False
+            allowed[BAR_OFFSET : BAR_OFFSET + MAX_BAR] = True  # continue with a new bar
+        if self.n_notes == 0 or (o.bars is not None and self.new_bars < o.bars):
+            allowed[EOS] = False
+        evt, _ = sample_masked(logits["event"], allowed, self.generator, o.temperature, o.top_p)
+        kind = event_kind(evt, self.event_vocab_size)
+        if kind is EventKind.EOS or (kind is EventKind.BAR and o.bars is not None and self.new_bars == o.bars):
+            self.stopped_by = "eos" if kind is EventKind.EOS else "bars"
+            self.done = True
+            return None
+        dur = trk = PAD
+        if kind is EventKind.NOTE:
+            dur, _ = sample_masked(logits["duration"], self.piece.allowed_durations(), self.generator,
+                                   o.temperature, o.top_p)
+            tracks = self.piece.allowed_tracks() & self.window.grammar.allowed_tracks()
+            if o.track_choice == "argmax":
+                trk, _ = argmax_masked(logits["track"], tracks)
+            else:
+                trk, _ = sample_masked(logits["track"], tracks, self.generator, o.temperature, o.top_p)
+            self.votes.add(np.asarray([trk]), logits["instrument"][None])
+            self.n_notes += 1
+        row = (evt, dur, trk, PAD)
+        self.piece.feed(row)
+        self.rows.append(row)
+        self.new_bars += kind is EventKind.BAR
+        if self.piece.measure_complete:
+            self.complete_len = len(self.rows)
+        if self.max_steps is not None and len(self.rows) - self.n_prompt >= self.max_steps:
+            self.done = True
+        return row
+
+    def result(self, bpe: MusicBPE | None) -> Generation:
+        rows = self.rows[: self.complete_len] if self.stopped_by == "max_steps" else self.rows
+        tokens = np.asarray(rows, np.int32).reshape(-1, 4)
+        assignments = _orchestrate_tracks(tokens, self.votes, self.prompt, self.options, self.generator)
+        program_of = {a.track: a.program for a in assignments}
+        note = tokens[:, 1] != PAD
+        tokens[note, 3] = INSTRUMENT_OFFSET + np.asarray(
+            [program_of[t - TRACK_OFFSET] for t in tokens[note, 2]], dtype=np.int32).reshape(-1)
+        return Generation(tokens, assignments, self.n_prompt, self.stopped_by, self.window.n_windows, bpe)
+
+
+def generate_many(
+    model: SymphonyModel,
+    bpe: MusicBPE | None = None,
+    options: SamplingOptions | None = None,
+    prompt: Prompt | None = None,
+    n_samples: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> list[Generation]:
+    """Sample ``n_samples`` pieces together, one batched recurrent step for all of them per row.
+
+    Sample ``k`` draws from its own random stream seeded ``options.seed + k``; each piece slides its
+    window on its own (re-primed alone, its state written back into the batch). Batching shares the
+    reading of the weights between the pieces, which is what a step on a CPU mostly costs.
+
+    Args:
+        progress: called with the total number of rows generated so far (all samples).
+    """
+    options = options or SamplingOptions()
+    if n_samples < 1:
+        raise GenerationError(f"the number of samples must be ≥ 1, got {n_samples}")
+    _check_model(model, bpe)
+    model.eval()
+    c = model.config
+    device = next(model.parameters()).device
+    samplers = [_Sampler(c, options, prompt, options.seed + k) for k in range(n_samples)]
+    logits: list[dict[str, torch.Tensor]] = []
+    states = []
+    with torch.inference_mode():
+        for sampler in samplers:
+            primed, state = model.prime(sampler.first_window().to(device)[None])
+            sampler.add_prompt_votes(primed["instrument"][0])
+            logits.append({k: v[0, -1] for k, v in primed.items()})
+            states.append(state)
+        state = SymphonyState(torch.cat([s.kv for s in states], 1), torch.cat([s.k_sum for s in states], 1))
+        generated = 0
+        while True:
+            stepping, step_rows = [], []
+            for i, sampler in enumerate(samplers):
+                if sampler.done:
+                    continue
+                row = sampler.choose(logits[i])
+                if row is None:
+                    continue
+                generated += 1
+                if sampler.done:
+                    continue
+                reprime, model_rows = sampler.window.push(row)
+                if reprime:
+                    primed, fresh = model.prime(model_rows.to(device)[None])
+                    state.kv[:, i], state.k_sum[:, i] = fresh.kv[:, 0], fresh.k_sum[:, 0]
+                    logits[i] = {k: v[0, -1] for k, v in primed.items()}
+                else:
+                    stepping.append(i)
+                    step_rows.append(model_rows)
+            if progress is not None:
+                progress(generated)
+            if stepping:
+                rows = torch.stack(step_rows).to(device)
+                if len(stepping) == n_samples:
+                    step_logits, state = model.step(rows, state)
+                else:
+                    index = torch.as_tensor(stepping, device=device)
+                    step_logits, new = model.step(rows, state.select(index))
+                    state.kv[:, index], state.k_sum[:, index] = new.kv, new.k_sum
+                for j, i in enumerate(stepping):
+                    logits[i] = {k: v[j] for k, v in step_logits.items()}
+            if all(s.done for s in samplers):
+                break
+    return [sampler.result(bpe) for sampler in samplers]
+
+
 def generate(
     model: SymphonyModel,
     bpe: MusicBPE | None = None,
@@ -485,7 +640,7 @@ def generate(
     prompt: Prompt | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Generation:
-    """Sample a piece, from scratch or after ``prompt`` (see the module docstring for the procedure).
+    """Sample one piece, from scratch or after ``prompt`` (see the module docstring for the procedure).
 
     Args:
         model: a trained SymphonyNet (eval mode is set here).
@@ -494,79 +649,7 @@ def generate(
         prompt: from :func:`encode_prompt`, made with the same ``track_order``.
         progress: called with the number of rows generated so far after each row.
     """
-    options = options or SamplingOptions()
-    _check_model(model, bpe)
-    model.eval()
-    generator = torch.Generator().manual_seed(options.seed)
-    c = model.config
-    piece = GrammarState(c.event_vocab_size, tempo_tokens=c.tempo_tokens, track_order=options.track_order)
-    window = _Window(model, options.track_order, options.reprime_steps)
-    votes = InstrumentVotes()
-    rows: list[Row] = []
-    if prompt is not None:
-        rows = [tuple(int(v) for v in r) for r in prompt.tokens.tolist()]
-        if len(rows) + 2 > c.window:
-            raise GenerationError(f"{prompt.source}: the prompt has {len(rows)} steps; the model's window holds "
-                                  f"{c.window - 2}")
-        piece.feed_many(prompt.tokens)
-        if 3 * piece.n_measures + 3 > c.max_mea_pos:
-            raise GenerationError(f"{prompt.source}: the prompt has {piece.n_measures} bars; the model's measure "
-                                  f"table holds {c.max_mea_pos // 3 - 1} before a new one")
-        logits_all = window.reset(rows)
-        notes = np.flatnonzero(prompt.tokens[:, 1] != PAD)
-        votes.add(prompt.tokens[notes, 2], logits_all["instrument"][notes])
-        logits = {k: v[-1] for k, v in logits_all.items()}
-    else:
-        logits = {k: v[-1] for k, v in window.reset([]).items()}
-    n_prompt = len(rows)
-    max_steps = options.max_steps or (DEFAULT_MAX_STEPS if options.bars is None else None)
-    new_bars, complete_len, stopped_by = 0, len(rows), "max_steps"
-    n_notes = int((np.asarray(rows, np.int64).reshape(-1, 4)[:, 1] != PAD).sum())
-    while max_steps is None or len(rows) - n_prompt < max_steps:
-        allowed = piece.allowed_events() & window.grammar.allowed_events()
-        if prompt is not None and len(rows) == n_prompt:
-            allowed[:] = False
-            allowed[BAR_OFFSET : BAR_OFFSET + 100] = True  # continue with a new bar
-        if n_notes == 0 or (options.bars is not None and new_bars < options.bars):
-            allowed[EOS] = False
-        evt, _ = sample_masked(logits["event"], allowed, generator, options.temperature, options.top_p)
-        kind = event_kind(evt, c.event_vocab_size)
-        if kind is EventKind.EOS:
-            stopped_by = "eos"
-            break
-        if kind is EventKind.BAR and options.bars is not None and new_bars == options.bars:
-            stopped_by = "bars"
-            break
-        dur = trk = PAD
-        if kind is EventKind.NOTE:
-            dur, _ = sample_masked(logits["duration"], piece.allowed_durations(), generator,
-                                   options.temperature, options.top_p)
-            tracks = piece.allowed_tracks() & window.grammar.allowed_tracks()
-            if options.track_choice == "argmax":
-                trk, _ = argmax_masked(logits["track"], tracks)
-            else:
-                trk, _ = sample_masked(logits["track"], tracks, generator, options.temperature, options.top_p)
-            votes.add(np.asarray([trk]), logits["instrument"][None])
-            n_notes += 1
-        row = (evt, dur, trk, PAD)
-        piece.feed(row)
-        rows.append(row)
-        new_bars += kind is EventKind.BAR
-        if piece.measure_complete:
-            complete_len = len(rows)
-        if progress is not None:
-            progress(len(rows) - n_prompt)
-        if max_steps is None or len(rows) - n_prompt < max_steps:
-            logits = window.push(row)
-    if stopped_by == "max_steps":
-        rows = rows[:complete_len]
-    tokens = np.asarray(rows, np.int32).reshape(-1, 4)
-    assignments = _orchestrate_tracks(tokens, votes, prompt, options, generator)
-    program_of = {a.track: a.program for a in assignments}
-    note = tokens[:, 1] != PAD
-    tokens[note, 3] = INSTRUMENT_OFFSET + np.asarray([program_of[t - TRACK_OFFSET] for t in tokens[note, 2]],
-                                                     dtype=np.int32).reshape(-1)
-    return Generation(tokens, assignments, n_prompt, stopped_by, window.n_windows, bpe)
+    return generate_many(model, bpe, options, prompt, 1, progress)[0]
 
 
 def _orchestrate_tracks(
@@ -594,14 +677,15 @@ def generate_midi(
     prompt_midi: str | os.PathLike[str] | None = None,
     prompt_bars: int | None = None,
     progress: Callable[[int], None] | None = None,
-) -> Generation:
-    """:func:`generate` after encoding ``prompt_midi`` (first ``prompt_bars`` bars) with :func:`encode_prompt`."""
+    n_samples: int = 1,
+) -> list[Generation]:
+    """:func:`generate_many` after encoding ``prompt_midi`` (first ``prompt_bars`` bars) with :func:`encode_prompt`."""
     _check_model(model, bpe)
     prompt = None
     if prompt_midi is not None:
         prompt = encode_prompt(prompt_midi, model, bpe, bars=prompt_bars, seed=options.seed,
                                track_order=options.track_order)
-    return generate(model, bpe, options, prompt, progress)
+    return generate_many(model, bpe, options, prompt, n_samples, progress)
 
 
 # --------------------------------------------------------------------------------------------
@@ -639,7 +723,8 @@ def teacher_forced_votes(
     """
     c = model.config
     rows = [tuple(int(v) for v in r) for r in np.asarray(tokens).tolist()]
-    votes, view = InstrumentVotes(), _Window(model, track_order, None)
+    votes, view = InstrumentVotes(), _Window(c, track_order, None)
+    device = next(model.parameters()).device
     max_rows, max_measures = c.window - 1, max(1, c.max_mea_pos // 3)
     kinds = [event_kind(r[0]) for r in rows]
     bars = [i for i, k in enumerate(kinds) if k is EventKind.BAR]
@@ -653,7 +738,9 @@ def teacher_forced_votes(
         elif end < len(rows) and inside:
             end = inside[-1]  # end the window at a bar line, so the next one starts with a whole measure
         chunk = rows[start:end]
-        logits = view.reset(prefix + chunk)["instrument"][len(prefix) : len(prefix) + len(chunk)]
+        with torch.inference_mode():
+            primed, _ = model.prime(view.start(prefix + chunk).to(device)[None])
+        logits = primed["instrument"][0, len(prefix) : len(prefix) + len(chunk)]
         arr = np.asarray(chunk, np.int64).reshape(-1, 4)
         notes = np.flatnonzero(arr[:, 1] != PAD)
         votes.add(arr[notes, 2], logits[notes])

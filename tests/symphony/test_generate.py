@@ -25,6 +25,7 @@ from orchestrion.symphony.generate import (
     generate_midi,
     orchestrate,
     parse_instruments,
+    sample_masked,
 )
 from orchestrion.symphony.grammar import GrammarState
 from orchestrion.symphony.model import SymphonyModel
@@ -144,6 +145,27 @@ def test_batched_samples_are_valid_reproducible_and_slide_on_their_own(model) ->
         check_valid(gen.tokens, model.config.event_vocab_size, True)
         assert gen.n_bars == 12 and gen.n_windows > 1
     assert len({len(g.tokens) for g in batch}) > 1
+
+
+def test_sampling_respects_the_mask_temperature_and_nucleus() -> None:
+    logits = torch.tensor([4.0, 3.0, 2.0, 1.0, 0.0])
+    allowed = np.array([False, True, True, True, True])
+    generator = torch.Generator().manual_seed(0)
+    draws = [sample_masked(logits, allowed, generator)[0] for _ in range(400)]
+    assert 0 not in draws and set(draws) == {1, 2, 3, 4}
+    assert draws.count(1) > draws.count(2) > draws.count(4)
+    # nucleus 0.6: ids 1 (p 0.64) alone; a high temperature flattens the distribution
+    assert {sample_masked(logits, allowed, generator, top_p=0.6)[0] for _ in range(50)} == {1}
+    hot = [sample_masked(logits, allowed, generator, temperature=100.0)[0] for _ in range(400)]
+    assert min(hot.count(i) for i in (1, 2, 3, 4)) > 60
+    choice, probability = sample_masked(logits, np.eye(5, dtype=bool)[3], generator)
+    assert (choice, probability) == (3, 1.0)
+
+
+def test_prompt_tracks_can_be_reorchestrated(model, prompt_file) -> None:
+    options = SamplingOptions(bars=1, seed=4, keep_prompt_instruments=False, instruments=(40, 42))
+    (gen,) = generate_midi(model, None, options, prompt_file, prompt_bars=2)
+    assert all(a.source == "model" and a.program in (40, 42) for a in gen.assignments)
 
 
 def test_bars_gives_that_many_bars(model) -> None:

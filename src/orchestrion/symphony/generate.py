@@ -87,7 +87,8 @@ class SamplingOptions:
     Attributes:
         temperature: divides the event and duration logits (> 0).
         top_p: nucleus mass kept for events and durations (0 < p ≤ 1; 1 = full distribution).
-        seed: seeds every random choice (prompt track relabelling, sampling, orchestration).
+        seed: seeds every random choice (prompt track relabelling, sampling, orchestration); piece k
+            of a batch (:func:`generate_many`) samples with seed + k.
         bars: number of bars to generate after the prompt (EOS is masked until then).
         max_steps: at most this many new rows (the piece is trimmed to its last complete point).
         track_choice: ``"argmax"`` (reference) or ``"sample"`` (temperature/top-p) for the track head.

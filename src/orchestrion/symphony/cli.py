@@ -371,8 +371,11 @@ def train(
     lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (default: the preset's)."),
     warmup: int | None = typer.Option(None, "--warmup", help="Warm-up updates (default: the preset's fraction)."),
     window: int | None = typer.Option(None, "--window", help="Training window in steps (default: the preset's)."),
+    dropout: float | None = typer.Option(None, "--dropout", help="Dropout rate (default: the preset's, 0.1)."),
     valid_fraction: float | None = typer.Option(None, "--valid-fraction",
                                                 help="Share of pieces held out for validation (0: none)."),
+    split_seed: int | None = typer.Option(None, "--split-seed", help="Seed of the train/valid/test shuffle "
+                                                                     "(default 1998, the reference's)."),
     workers: int = typer.Option(0, "--workers", help="Data-loading worker processes."),
     checkpoint_every: int = typer.Option(1000, "--checkpoint-every", help="Updates between checkpoints, "
                                                                           "validations and samples."),
@@ -397,8 +400,9 @@ def train(
 
     metrics = train_symphony(
         data_dir, out, preset=preset, resume=resume, steps=steps, batch_size=batch_size, micro_batch=micro_batch,
-        learning_rate=lr, warmup_steps=warmup, window=window, valid_fraction=valid_fraction, workers=workers,
-        checkpoint_every=checkpoint_every, log_every=log_every, seed=seed, device=device,
+        learning_rate=lr, warmup_steps=warmup, window=window, dropout=dropout, valid_fraction=valid_fraction,
+        split_seed=split_seed, workers=workers, checkpoint_every=checkpoint_every, log_every=log_every, seed=seed,
+        device=device,
     )
     if metrics and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         console.print("last step: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))

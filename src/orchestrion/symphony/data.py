@@ -183,7 +183,9 @@ class WindowDataset(Dataset):
     """Training windows of the pieces ``indices``, addressed by :class:`SampleKey`.
 
     Item ``k`` belongs to piece ``piece_of[k]``; the key's seed picks the start measure uniformly
-    and the track relabelling. Returns ``(n, 6)`` int64 rows (:func:`window_rows`).
+    and the track relabelling. Returns ``(n, 6)`` int64 rows (:func:`window_rows`). Only the measure
+    starts live in memory: the tokens stay memory-mapped, and a data-loader worker reopens the
+    dataset folder instead of receiving a pickled copy of the corpus.
     """
 
     def __init__(self, dataset: TokenDataset, indices: tuple[int, ...], *, window: int, stride: int,
@@ -191,19 +193,25 @@ class WindowDataset(Dataset):
         if not indices:
             raise DataError(f"{dataset.data_dir}: no training piece")
         self.window, self.relabel = window, relabel
-        self.pieces = _checked_pieces(dataset, indices)
-        self.starts = {i: measure_starts(p) for i, p in self.pieces.items()}
-        slots = [np.full(len(p) // stride + 1, i) for i, p in self.pieces.items()]
-        self.piece_of = np.concatenate(slots)
+        self.data_dir = dataset.data_dir
+        self._dataset: TokenDataset | None = dataset
+        pieces = _checked_pieces(dataset, indices)
+        self.starts = {i: measure_starts(p) for i, p in pieces.items()}
+        self.piece_of = np.concatenate([np.full(len(p) // stride + 1, i) for i, p in pieces.items()])
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_dataset": None}
 
     def __len__(self) -> int:
         return len(self.piece_of)
 
     def __getitem__(self, key: SampleKey) -> np.ndarray:
+        if self._dataset is None:
+            self._dataset = TokenDataset(self.data_dir)
         index = int(self.piece_of[key.index])
         rng = np.random.default_rng(key.seed)
         starts = self.starts[index]
-        rows = window_rows(self.pieces[index], int(starts[rng.integers(len(starts))]), self.window)
+        rows = window_rows(self._dataset.piece(index), int(starts[rng.integers(len(starts))]), self.window)
         return relabel_tracks(rows, random_track_permutation(rng)) if self.relabel else rows
 
 

@@ -17,7 +17,10 @@ from orchestrion.symbolic.mmr_vocab import BASE_EVENT_VOCAB_SIZE
 from orchestrion.symbolic.music_bpe import MusicBPE
 from orchestrion.symphony.config import SymphonyConfig, SymphonyTrainingConfig
 from orchestrion.symphony.model import SymphonyModel
-from orchestrion.symphony.train import BPE_FILE, MODEL_MODULE
+
+MODEL_MODULE = "model"  # the module name inside checkpoints
+BPE_FILE = "music_bpe.json"  # copy of the dataset's Music BPE merges in the run directory
+SPLIT_FILE = "split.json"  # the run's seeded train/valid/test split
 
 
 @dataclass

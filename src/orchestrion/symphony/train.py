@@ -33,12 +33,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from orchestrion.checkpoint import checkpoint_step_dirs, load_checkpoint
 from orchestrion.errors import CheckpointError, ConfigError, DataError
 from orchestrion.fileio import atomic_write_text, read_json
 from orchestrion.symbolic.dataset import TokenDataset
+from orchestrion.symbolic.mmr_decode import positions
 from orchestrion.symbolic.mmr_vocab import (
     BASE_EVENT_VOCAB_SIZE,
     DURATION_OFFSET,
@@ -64,30 +64,17 @@ from orchestrion.symphony.data import (
     position_table_sizes,
     split_pieces,
 )
+from orchestrion.symphony.metrics import evaluate, field_nll
 from orchestrion.symphony.model import SymphonyModel
+from orchestrion.symphony.models import BPE_FILE, MODEL_MODULE, SPLIT_FILE
 from orchestrion.training import Trainer, TrainerConfig
+from orchestrion.training.trainer import METRICS_FILE
 
-SPLIT_FILE = "split.json"
-BPE_FILE = "music_bpe.json"
 SAMPLES_SUBDIR = "samples"
-MODEL_MODULE = "model"  # the module name inside checkpoints
 PREVIEW_STEPS = 256  # rows of the sampled preview written at each checkpoint
 
 
 # ----------------------------------------------------------------------------------------- loss
-
-
-def field_nll(logits: dict[str, torch.Tensor], target: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Per field: (NLL summed over non-PAD targets [nats], number of those targets).
-
-    ``logits``: ``{field: (B, T, V)}``; ``target``: (B, T, 4) long, PAD = ignored.
-    """
-    out = {}
-    for column, field in enumerate(FIELDS):
-        tgt = target[..., column].reshape(-1)
-        nll = F.cross_entropy(logits[field].float().reshape(tgt.numel(), -1), tgt, ignore_index=PAD, reduction="sum")
-        out[field] = (nll, (tgt != PAD).sum())
-    return out
 
 
 def sequence_loss(logits: dict[str, torch.Tensor], target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -129,48 +116,6 @@ def make_step_fn(config: SymphonyTrainingConfig, optimizer: torch.optim.Optimize
     return step
 
 
-# ----------------------------------------------------------------------------------- evaluation
-
-
-@torch.no_grad()
-def evaluate(model: SymphonyModel, windows: list[EvalWindow], *, batch_size: int, device: torch.device) -> dict:
-    """Bits per field over the scored rows of ``windows`` and per-track instrument accuracy.
-
-    Returns ``{"event_bits", "duration_bits", "track_bits", "instrument_bits", "instrument_accuracy",
-    "tracks"}``; accuracy compares, for every (piece, track), the argmax of the instrument logits
-    averaged over its notes with its true instrument.
-    """
-    was_training = model.training
-    model.eval()
-    sums = {field: 0.0 for field in FIELDS}
-    counts = {field: 0 for field in FIELDS}
-    track_logits: dict[tuple[int, int], torch.Tensor] = {}
-    track_truth: dict[tuple[int, int], int] = {}
-    for first in range(0, len(windows), batch_size):
-        chunk = windows[first : first + batch_size]
-        batch = collate_windows([w.rows for w in chunk])
-        target = batch["target"].clone()
-        for b, window in enumerate(chunk):
-            target[b, : max(window.score_from, 0)] = PAD
-        logits = model(batch["source"].to(device))
-        for field, (nll, count) in field_nll(logits, target.to(device)).items():
-            sums[field] += float(nll)
-            counts[field] += int(count)
-        instrument = logits["instrument"].float().cpu()
-        for b, window in enumerate(chunk):
-            ins = target[b, : len(window.rows), 3]
-            for t in torch.nonzero(ins >= INSTRUMENT_OFFSET).flatten().tolist():
-                key = (window.piece, int(window.tracks[t]))
-                track_logits[key] = track_logits.get(key, 0) + instrument[b, t]
-                track_truth[key] = int(ins[t])
-    model.train(was_training)
-    metrics = {f"{field}_bits": sums[field] / max(counts[field], 1) / math.log(2) for field in FIELDS}
-    correct = [int(track_logits[key].argmax()) == truth for key, truth in track_truth.items()]
-    metrics["instrument_accuracy"] = float(np.mean(correct)) if correct else float("nan")
-    metrics["tracks"] = len(correct)
-    return metrics
-
-
 # -------------------------------------------------------------------------------------- preview
 
 
@@ -190,8 +135,6 @@ def sample_preview(model: SymphonyModel, *, max_steps: int, seed: int, temperatu
     a note gets a sampled duration and the most likely track. Returns the MMR rows ``(steps, 4)``
     (instrument column PAD) and the program of each (0-based) track from its averaged instrument logits.
     """
-    from orchestrion.symbolic.mmr_decode import positions
-
     config = model.config
     device = model.heads["event"].weight.device
     generator = torch.Generator().manual_seed(seed)
@@ -223,8 +166,6 @@ def sample_preview(model: SymphonyModel, *, max_steps: int, seed: int, temperatu
                            device=device)
     programs = {track: int(v[INSTRUMENT_OFFSET:].argmax()) for track, v in instrument_sums.items()}
     return np.asarray(tokens, dtype=np.int64).reshape(-1, 4), programs
-
-
 
 
 def write_preview(model: SymphonyModel, bpe, out_stem: Path, *, seed: int, max_steps: int = PREVIEW_STEPS) -> Path:
@@ -260,7 +201,7 @@ class _SymphonyTrainer(Trainer):
             if self.valid:
                 metrics = evaluate(model, self.valid, batch_size=self.eval_batch, device=self.device)
                 record.update({f"valid_{k}": v for k, v in metrics.items() if k != "tracks"})
-                with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+                with open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
                     handle.write(json.dumps(record) + "\n")
             was_training = model.training
             model.eval()
@@ -329,7 +270,9 @@ def train_symphony(
     learning_rate: float | None = None,
     warmup_steps: int | None = None,
     window: int | None = None,
+    dropout: float | None = None,
     valid_fraction: float | None = None,
+    split_seed: int | None = None,
     workers: int = 0,
     checkpoint_every: int = 1000,
     log_every: int = 10,
@@ -342,7 +285,7 @@ def train_symphony(
     ``preset``: ``full``/``small``/``debug`` (model size and recipe, see
     :mod:`orchestrion.symphony.config`); ``steps`` (total updates; warm-up keeps its preset
     fraction unless ``warmup_steps`` is given), ``batch_size`` (GLOBAL windows per update),
-    ``learning_rate`` (peak), ``window`` and ``valid_fraction`` override it for a new run.
+    ``learning_rate`` (peak), ``window``, ``dropout``, ``valid_fraction`` and ``split_seed`` override it for a new run.
     ``micro_batch``: windows per forward pass and process (default: the whole share of the
     process; lower it to fit memory, the recipe does not change). With ``resume`` the run in
     ``run_dir`` continues with its stored config; overrides that would change it are refused.
@@ -353,8 +296,8 @@ def train_symphony(
     dataset = TokenDataset(data_dir)
     overrides = {k: v for k, v in (("total_steps", steps), ("batch_size", batch_size),
                                    ("learning_rate", learning_rate), ("warmup_steps", warmup_steps),
-                                   ("valid_fraction", valid_fraction)) if v is not None}
-    model_overrides = {"window": window} if window is not None else {}
+                                   ("valid_fraction", valid_fraction), ("split_seed", split_seed)) if v is not None}
+    model_overrides = {k: v for k, v in (("window", window), ("dropout", dropout)) if v is not None}
     existing = checkpoint_step_dirs(run_dir)
     if existing and not resume:
         raise CheckpointError(f"{run_dir} already holds checkpoints (latest step {existing[-1][0]}); "
@@ -365,7 +308,7 @@ def train_symphony(
             raise CheckpointError(f"{run_dir}: holds a {ckpt.kind!r} run, not a SymphonyNet run")
         config = ckpt.config
         changed = {k: v for k, v in {**overrides, **model_overrides}.items()
-                   if v != getattr(config.model if k == "window" else config, k)}
+                   if v != getattr(config.model if k in model_overrides else config, k)}
         if changed:
             raise ConfigError(f"{run_dir}: the run was started with other settings; --resume keeps them "
                               f"(remove {', '.join(sorted(changed))} or train into a new --out)")

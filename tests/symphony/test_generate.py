@@ -221,6 +221,13 @@ def test_corrupt_prompt_midi(model, tmp_path) -> None:
         generate_midi(model, None, SamplingOptions(max_steps=10), bad)
 
 
+def test_windows_too_small_to_slide_are_refused() -> None:
+    with pytest.raises(GenerationError, match=r"max_mea_pos 5\) holds fewer than two measures"):
+        generate(SymphonyModel(SymphonyConfig.preset("debug", max_mea_pos=5)), None, SamplingOptions(max_steps=5))
+    with pytest.raises(GenerationError, match="a window of 8 rows is too short to slide"):
+        generate(SymphonyModel(SymphonyConfig.preset("debug", window=8)), None, SamplingOptions(max_steps=5))
+
+
 def test_model_and_merges_must_match(model) -> None:
     with pytest.raises(GenerationError, match=r"the model has 527 event ids but its 60 Music BPE merges give 587"):
         generate(model, corpus_bpe(), SamplingOptions(max_steps=10))

@@ -273,6 +273,9 @@ class _Window:
             raise GenerationError(f"a window of {config.window} rows is too short to slide "
                                   f"(keeps {self.keep_rows} rows)")
         self.keep_measures = max(1, config.max_mea_pos // 3 // 2)
+        if 3 * (self.keep_measures + 1) > config.max_mea_pos:
+            raise GenerationError(f"the model's measure table (max_mea_pos {config.max_mea_pos}) holds fewer than two "
+                                  "measures, too few to slide a window")
         self.rows: list[Row] = []
         self.grammar = self._fresh_grammar()
         self.n_windows = 0

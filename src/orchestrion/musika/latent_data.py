@@ -23,10 +23,12 @@ Folder layout (format ``orchestrion.latent-chunks``, version 1; spec §9 and §8
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +39,9 @@ from torch.utils.data import Dataset
 from orchestrion.errors import DataError
 from orchestrion.fileio import atomic_path, atomic_write_text, read_json
 from orchestrion.training import SampleKey
+
+if TYPE_CHECKING:
+    from orchestrion.audio.features import RhythmAnalysis
 
 FORMAT = "orchestrion.latent-chunks"
 VERSION = 1
@@ -414,13 +419,18 @@ def _append_progress(staging: Path, record: dict[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
-def _stage_file(path: Path, source: str, model, staging: Path, min_frames: int) -> dict[str, Any]:
-    """First pass for one file: stereo real-audio latents + raw note density (onsets/s) + BPM, staged on disk."""
+def _stage_file(
+    path: Path, source: str, model, staging: Path, min_frames: int, rhythm: Callable[[], RhythmAnalysis]
+) -> dict[str, Any]:
+    """First pass for one file: stereo real-audio latents + raw note density (onsets/s) + BPM, staged on disk.
+
+    ``rhythm()`` returns the file's onsets and tempo (analysed here or in a worker process).
+    """
     import tempfile
 
     from safetensors.torch import save_file as save_tensors
 
-    from orchestrion.audio.features import analyse_rhythm_file, log_density, note_density
+    from orchestrion.audio.features import log_density, note_density
     from orchestrion.audio.io import audio_info
     from orchestrion.audio.spectral import SAMPLE_RATE
     from orchestrion.errors import OrchestrionError
@@ -445,12 +455,12 @@ def _stage_file(path: Path, source: str, model, staging: Path, min_frames: int) 
                 }
             latents = encode_audio(wave, model.level1, model.level2)  # (C, D, F): level 1 → 2 chunk by chunk
             del wave  # release the map before its file is removed
-        rhythm = analyse_rhythm_file(path)
+        analysis = rhythm()
     except OrchestrionError as error:
         return {"source": source, "status": "skipped", "reason": str(error)}
     latents = latents.expand(2, -1, -1) if latents.shape[0] == 1 else latents  # mono → left = right
     stereo = latents[..., first:stop].reshape(-1, stop - first)  # (2·D, R) = [left dims | right dims]
-    density = note_density(rhythm.onsets, frame_edges(first, stop, PAD, hop))
+    density = note_density(analysis.onsets, frame_edges(first, stop, PAD, hop))
     staged = _staged_name(source)
     with atomic_path(staging / staged) as tmp:
         tensors = {"latents": stereo.contiguous(), "density": torch.from_numpy(density.astype(np.float32))}
@@ -458,9 +468,29 @@ def _stage_file(path: Path, source: str, model, staging: Path, min_frames: int) 
     log_values = log_density(density)
     return {
         "source": source, "status": "ok", "staged": staged, "frames": stop - first,
-        "bpm": rhythm.bpm, "onsets": len(rhythm.onsets),
+        "bpm": analysis.bpm, "onsets": len(analysis.onsets),
         "log_density_min": float(log_values.min()), "log_density_max": float(log_values.max()),
     }
+
+
+@contextlib.contextmanager
+def _rhythm_analyser(jobs: int, paths: Sequence[Path]) -> Iterator[Callable[[Path], Callable[[], RhythmAnalysis]]]:
+    """``analyser(path)()`` → the file's :class:`RhythmAnalysis`; with ``jobs > 1`` computed ahead in worker
+    processes (madmom's networks are the slow part of the pipeline), else on demand in this process."""
+    from orchestrion.audio.features import analyse_rhythm_file
+
+    if jobs <= 1:
+        yield lambda path: functools.partial(analyse_rhythm_file, path)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {path: pool.submit(analyse_rhythm_file, path) for path in paths}
+        yield lambda path: futures[path].result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _finish(out_dir: Path, settings: dict[str, Any], records: list[dict[str, Any]], model) -> dict[str, Any]:
@@ -546,6 +576,7 @@ def prepare_latents(
     chunk_frames: int = CHUNK_FRAMES,
     min_frames: int = MIN_FRAMES,
     device: str = "auto",
+    jobs: int = 1,
     overwrite: bool = False,
     on_file: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -563,7 +594,8 @@ def prepare_latents(
     The work is restartable: each finished file is recorded in ``out_dir/.staging``; running the same
     command again continues where a killed run stopped. ``manifest.json`` is written last, so a folder
     with a manifest is always complete. ``out_dir`` must be new, empty, or a prepare-latents folder
-    (finished ones are replaced only with ``overwrite``). ``on_file(source)`` is called after each file.
+    (finished ones are replaced only with ``overwrite``). ``jobs`` worker processes analyse onsets and tempo
+    ahead of the encoder (the results do not depend on it). ``on_file(source)`` is called after each file.
     """
     from orchestrion.audio.features import require_madmom
     from orchestrion.audio.io import collect_audio_files
@@ -571,6 +603,8 @@ def prepare_latents(
     from orchestrion.musika.models import load_autoencoder
 
     audio_dir, out_dir = Path(audio_dir), Path(out_dir)
+    if jobs < 1:
+        raise DataError(f"jobs must be at least 1, got {jobs}")
     if not 1 <= min_frames <= chunk_frames:
         raise DataError(f"need 1 <= min_frames <= chunk_frames, got min_frames {min_frames}, chunk {chunk_frames}")
     files = collect_audio_files(audio_dir)
@@ -589,13 +623,14 @@ def prepare_latents(
     }
     done = _open_output(out_dir, settings, overwrite)
     staging = out_dir / STAGING_NAME
-    sources = []
-    for path in files:
-        source = str(path.relative_to(audio_dir)) if audio_dir.is_dir() else path.name
-        sources.append(source)
-        if source not in done:
-            done[source] = _stage_file(path, source, model, staging, min_frames)
-            _append_progress(staging, done[source])
-        if on_file is not None:
-            on_file(source)
-    return _finish(out_dir, settings, [done[s] for s in sources], model)
+    sources = {path: str(path.relative_to(audio_dir)) if audio_dir.is_dir() else path.name for path in files}
+    todo = [path for path in files if sources[path] not in done]
+    with _rhythm_analyser(jobs, todo) as analyser:
+        for path in files:
+            source = sources[path]
+            if source not in done:
+                done[source] = _stage_file(path, source, model, staging, min_frames, analyser(path))
+                _append_progress(staging, done[source])
+            if on_file is not None:
+                on_file(source)
+    return _finish(out_dir, settings, [done[sources[path]] for path in files], model)

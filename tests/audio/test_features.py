@@ -106,3 +106,24 @@ def test_normalisations_and_their_inverses():
     np.testing.assert_allclose(density_from_normalised(normalised, 0.0, float(np.log1p(20.0))), density, rtol=1e-5)
     with pytest.raises(ValueError, match="strictly increasing"):
         note_density(np.array([1.0]), np.array([0.0, 0.0]))
+
+
+def test_blockwise_analysis_equals_one_pass_over_the_whole_signal(monkeypatch):
+    """Long files are analysed in blocks with context: joined block activations equal a single pass."""
+    from orchestrion.audio import features
+
+    def local_energy(samples: np.ndarray) -> np.ndarray:  # frame j: mean |x| within ±1000 samples of 441·j
+        padded = np.concatenate([np.zeros(1000), np.abs(samples), np.zeros(1441)])
+        cumulative = np.concatenate([[0.0], np.cumsum(padded)])
+        centres = np.arange(-(-samples.size // 441)) * 441 + 1000
+        return (cumulative[centres + 1000] - cumulative[centres - 1000]) / 2000
+
+    monkeypatch.setattr(features, "BLOCK_SECONDS", 0.5)
+    monkeypatch.setattr(features, "CONTEXT_SECONDS", 0.05)  # 2205 samples: more than the ±1000 the network sees
+    signal = np.random.default_rng(0).normal(size=3 * 44100 + 123).astype(np.float32)
+    whole = local_energy(signal)
+    for chunk_size in (44100, 7000, 10**6):
+        chunks = (signal[i : i + chunk_size] for i in range(0, signal.size, chunk_size))
+        (blocked,), total = features._blockwise(chunks, [local_energy])
+        assert total == signal.size and blocked.shape == whole.shape
+        np.testing.assert_allclose(blocked, whole, rtol=1e-6)

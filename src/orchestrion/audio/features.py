@@ -36,7 +36,7 @@ import functools
 import importlib.metadata
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -97,32 +97,29 @@ def require_madmom() -> ModuleType:
 
 
 @functools.cache
-def _onset_network():
+def _networks() -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
+    """(onset network, beat network): mono 44.1 kHz samples → activations at 100 fps (``ceil(n / 441)`` values)."""
+    require_madmom()
+    from madmom.audio.signal import Signal
+    from madmom.features.beats import RNNBeatProcessor
     from madmom.features.onsets import CNNOnsetProcessor
 
-    require_madmom()
-    return CNNOnsetProcessor()
+    def wrapped(network: Callable) -> Callable[[np.ndarray], np.ndarray]:
+        def activations(samples: np.ndarray) -> np.ndarray:
+            signal = Signal(np.ascontiguousarray(samples, np.float32), sample_rate=ANALYSIS_SAMPLE_RATE, num_channels=1)
+            return np.asarray(network(signal), dtype=np.float32).reshape(-1)
+
+        return activations
+
+    return wrapped(CNNOnsetProcessor()), wrapped(RNNBeatProcessor())
 
 
-@functools.cache
-def _beat_network():
-    from madmom.features.beats import RNNBeatProcessor
-
-    require_madmom()
-    return RNNBeatProcessor()
-
-
-def _activations(network: Callable, block: np.ndarray) -> np.ndarray:
-    """One madmom network on mono 44.1 kHz samples → activations at 100 fps (``ceil(n / 441)`` values)."""
-    from madmom.audio.signal import Signal
-
-    signal = Signal(np.ascontiguousarray(block, dtype=np.float32), sample_rate=ANALYSIS_SAMPLE_RATE, num_channels=1)
-    return np.asarray(network(signal), dtype=np.float32).reshape(-1)
-
-
-def _blockwise(chunks: Iterable[np.ndarray], networks: list[Callable]) -> tuple[list[np.ndarray], int]:
+def _blockwise(
+    chunks: Iterable[np.ndarray], networks: Sequence[Callable[[np.ndarray], np.ndarray]]
+) -> tuple[list[np.ndarray], int]:
     """Run ``networks`` over a stream of mono 44.1 kHz chunks in blocks with context on both sides.
 
+    A network maps samples to one activation per 441 samples (frame j centred on sample 441·j).
     Returns each network's activations for the whole signal (joined block cores) and the sample count.
     """
     block = round(BLOCK_SECONDS * ACTIVATION_FPS) * _ACTIVATION_HOP
@@ -140,7 +137,7 @@ def _blockwise(chunks: Iterable[np.ndarray], networks: list[Callable]) -> tuple[
         first = lead // _ACTIVATION_HOP
         count = -(-(core_stop - core_start) // _ACTIVATION_HOP)
         for output, network in zip(outputs, networks, strict=True):
-            output.append(_activations(network, segment)[first : first + count])
+            output.append(network(segment)[first : first + count])
         core_start = core_stop
         keep_from = core_start - context - buffer_start
         if keep_from > 0:
@@ -193,8 +190,7 @@ def _estimate_bpm(activation: np.ndarray) -> float | None:
 
 
 def _analyse(chunks: Iterable[np.ndarray]) -> RhythmAnalysis:
-    require_madmom()
-    (onset_activation, beat_activation), samples = _blockwise(chunks, [_onset_network(), _beat_network()])
+    (onset_activation, beat_activation), samples = _blockwise(chunks, _networks())
     onsets = _pick_onsets(onset_activation) if onset_activation.size else np.zeros(0)
     return RhythmAnalysis(onsets, _estimate_bpm(beat_activation), samples / ANALYSIS_SAMPLE_RATE)
 

@@ -388,6 +388,7 @@ def _open_output(out_dir: Path, settings: dict[str, Any], overwrite: bool) -> di
             raise DataError(f"{out_dir}: holds files of an unknown prepare-latents state; pass --overwrite")
         _remove(ours)
     staging.mkdir(exist_ok=True)
+    _remove(list(staging.glob(".resampled-*")))  # decoded audio of a file a killed run was working on
     if not settings_path.is_file():
         atomic_write_text(settings_path, json.dumps(settings, indent=2) + "\n")
     return _read_progress(staging)
@@ -404,7 +405,9 @@ def _read_progress(staging: Path) -> dict[str, dict[str, Any]]:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if record.get("status") == "ok" and not (staging / record.get("staged", "")).is_file():
+        if not isinstance(record, dict) or "source" not in record:
+            continue
+        if record.get("status") == "ok" and not (staging / str(record.get("staged", ""))).is_file():
             continue
         records[record["source"]] = record
     return records

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from latent_support import write_latent_chunks
 from safetensors.torch import load_file
 from train_support import melody, write_rendered_excerpt
 from typer.testing import CliRunner
@@ -202,3 +203,38 @@ def test_chunk_starts_cover_the_file_and_end_with_its_last_frames():
     assert chunk_starts(300, 512) == [0]
     assert real_frame_range(2048 * 10, PAD, 2048) == (1, 10)
     assert real_frame_range(2048 * 10 - 1, PAD, 2048) == (1, 9)
+
+
+def test_overwrite_removes_only_what_prepare_latents_wrote(tmp_path):
+    from orchestrion.musika.latent_data import _open_output
+
+    write_latent_chunks(tmp_path, frames=(16, 16))
+    settings = {"audio_dir": "/a", "autoencoder_run": "r", "autoencoder_digest": "d", "chunk_frames": 16,
+                "min_frames": 16}
+    with pytest.raises(DataError, match="holds finished latent chunks"):
+        _open_output(tmp_path, settings, overwrite=False)
+    assert _open_output(tmp_path, settings, overwrite=True) == {}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".staging"]
+
+
+def test_cli_errors_are_one_line_with_exit_code_2(setup, tmp_path, capsys):
+    import sys
+
+    from orchestrion.cli import main
+
+    def fails(*args: str) -> str:
+        old, sys.argv = sys.argv, ["orchestrion", "musika", "prepare-latents", *map(str, args)]
+        try:
+            with pytest.raises(SystemExit) as exit_info:
+                main()
+        finally:
+            sys.argv = old
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return " ".join(err.split())
+
+    assert "does not exist" in fails(tmp_path / "nowhere", "--model", setup["root"] / "l2", "--out", tmp_path / "o")
+    assert "holds finished latent chunks; pass --overwrite" in fails(
+        setup["audio"], "--model", setup["root"] / "l2", "--out", setup["out"], "--device", "cpu"
+    )

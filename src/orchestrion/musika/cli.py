@@ -161,8 +161,8 @@ def prepare_latents(
 
     The training data of `orchestrion musika train-gan`. Mono files are duplicated to left and right;
     only latent frames of real audio are kept; short or unreadable files are skipped and listed in
-    OUT/report.jsonl. Onsets (madmom CNN) and tempo (madmom RNN + comb filter) take about 0.4 s per
-    second of audio on one CPU core; -j N runs N of those analyses in parallel. A killed run
+    OUT/report.jsonl. Onsets (madmom CNN) and tempo (madmom RNN + comb filter) take roughly half a
+    second per second of audio on one CPU core; -j N runs N of those analyses in parallel. A killed run
     continues where it stopped when run again.
 
     Example:

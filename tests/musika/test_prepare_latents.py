@@ -188,11 +188,16 @@ def test_bad_models_and_unusable_folders_give_one_clear_error(setup, tmp_path):
     with pytest.raises(DataError, match="is a level-1 autoencoder"):
         prepare_latents(setup["audio"], setup["root"] / "l1p2", tmp_path / "a", **OPTIONS)
     bad = tmp_path / "bad"
-    save_audio(bad / "tiny.wav", np.zeros((1, SR // 2), np.float32))
+    save_audio(bad / "tiny.wav", melody(0.5), subtype="FLOAT")
+    save_audio(bad / "silent.wav", np.zeros((2, 4 * SR), np.float32))
     (bad / "broken.flac").write_bytes(b"fLaC garbage")
     with pytest.raises(OrchestrionError, match=re.escape("no usable audio files")):
         prepare_latents(bad, setup["root"] / "l2", tmp_path / "b", **OPTIONS)
-    assert len((tmp_path / "b" / "report.jsonl").read_text().splitlines()) == 2
+    report = [json.loads(line) for line in (tmp_path / "b" / "report.jsonl").read_text().splitlines()]
+    assert {r["file"]: r["reason"].split(":")[0] for r in report} == {
+        "broken.flac": f"{bad / 'broken.flac'}", "silent.wav": "digital silence (peak below -80 dBFS)",
+        "tiny.wav": "too short",
+    }
     assert not (tmp_path / "b" / "manifest.json").exists()
 
 

@@ -42,6 +42,7 @@ from orchestrion.training import SampleKey
 
 if TYPE_CHECKING:
     from orchestrion.audio.features import RhythmAnalysis
+    from orchestrion.musika.models import TrainedAutoencoder
 
 FORMAT = "orchestrion.latent-chunks"
 VERSION = 1
@@ -423,7 +424,12 @@ def _append_progress(staging: Path, record: dict[str, Any]) -> None:
 
 
 def _stage_file(
-    path: Path, source: str, model, staging: Path, min_frames: int, rhythm: Callable[[], RhythmAnalysis]
+    path: Path,
+    source: str,
+    model: TrainedAutoencoder,
+    staging: Path,
+    min_frames: int,
+    rhythm: Callable[[], RhythmAnalysis],
 ) -> dict[str, Any]:
     """First pass for one file: stereo real-audio latents + raw note density (onsets/s) + BPM, staged on disk.
 
@@ -434,7 +440,7 @@ def _stage_file(
     from safetensors.torch import save_file as save_tensors
 
     from orchestrion.audio.features import log_density, note_density
-    from orchestrion.audio.io import audio_info
+    from orchestrion.audio.io import audio_info, is_silent
     from orchestrion.audio.spectral import SAMPLE_RATE
     from orchestrion.errors import OrchestrionError
     from orchestrion.musika.codec import PAD, encode_audio
@@ -456,6 +462,10 @@ def _stage_file(
                     "reason": f"too short: {num_samples / SAMPLE_RATE:.1f} s gives {stop - first} latent frames, "
                     f"fewer than one training window of {min_frames}",
                 }
+            step = 60 * SAMPLE_RATE  # peak a minute at a time: the mapped file never sits in memory whole
+            if all(is_silent(wave[:, i : i + step].numpy()) for i in range(0, num_samples, step)):
+                del wave
+                return {"source": source, "status": "skipped", "reason": "digital silence (peak below -80 dBFS)"}
             latents = encode_audio(wave, model.level1, model.level2)  # (C, D, F): level 1 → 2 chunk by chunk
             del wave  # release the map before its file is removed
         analysis = rhythm()
@@ -496,7 +506,9 @@ def _rhythm_analyser(jobs: int, paths: Sequence[Path]) -> Iterator[Callable[[Pat
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _finish(out_dir: Path, settings: dict[str, Any], records: list[dict[str, Any]], model) -> dict[str, Any]:
+def _finish(
+    out_dir: Path, settings: dict[str, Any], records: list[dict[str, Any]], model: TrainedAutoencoder
+) -> dict[str, Any]:
     """Second pass: dataset-global normalisation, chunk files, report, then the manifest (written last)."""
     from safetensors.torch import load_file
 

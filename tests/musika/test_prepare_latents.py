@@ -23,12 +23,8 @@ from orchestrion.cli import app
 from orchestrion.errors import DataError, OrchestrionError
 from orchestrion.musika.codec import PAD, encode_audio
 from orchestrion.musika.inference import latent_digest
-from orchestrion.musika.latent_data import (
-    LatentChunkDataset,
-    chunk_starts,
-    prepare_latents,
-    real_frame_range,
-)
+from orchestrion.musika.latent_data import LatentChunkDataset
+from orchestrion.musika.latent_prepare import chunk_starts, prepare_latents, real_frame_range
 from orchestrion.musika.models import load_autoencoder
 from orchestrion.musika.train import train_autoencoder
 from orchestrion.training import SampleKey
@@ -211,7 +207,7 @@ def test_chunk_starts_cover_the_file_and_end_with_its_last_frames():
 
 
 def test_overwrite_removes_only_what_prepare_latents_wrote(tmp_path):
-    from orchestrion.musika.latent_data import _open_output
+    from orchestrion.musika.latent_prepare import _open_output
 
     write_latent_chunks(tmp_path, frames=(16, 16))
     settings = {"audio_dir": "/a", "autoencoder_run": "r", "autoencoder_digest": "d", "chunk_frames": 16,

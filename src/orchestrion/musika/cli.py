@@ -173,7 +173,7 @@ def prepare_latents(
     """
     from orchestrion.audio.io import collect_audio_files
     from orchestrion.musika.latent_data import REPORT_NAME
-    from orchestrion.musika.latent_data import prepare_latents as prepare
+    from orchestrion.musika.latent_prepare import prepare_latents as prepare
 
     with _bar("prepare-latents", len(collect_audio_files(audio_dir))) as advance:
         manifest = prepare(

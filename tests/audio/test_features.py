@@ -81,7 +81,7 @@ def test_density_is_a_kde_with_scipys_bandwidth_factor():
     from scipy.stats import gaussian_kde
 
     rng = np.random.default_rng(0)
-    onsets = np.sort(rng.uniform(0, 300, 900))  # 5 minutes, 3 onsets/s: σ = 0.004·std ≈ 0.35 s
+    onsets = np.sort(rng.uniform(0, 250, 750))  # 250 s, 3 onsets/s: σ = 0.004·std ≈ 0.29 s
     sigma = density_bandwidth(onsets)
     assert sigma == pytest.approx(0.004 * onsets.std(ddof=1))
     edges = np.linspace(100, 101, 2001)  # frames of 0.5 ms: the frame mean equals the point value
@@ -89,11 +89,13 @@ def test_density_is_a_kde_with_scipys_bandwidth_factor():
     scipy_density = len(onsets) * gaussian_kde(onsets, bw_method=0.004)((edges[:-1] + edges[1:]) / 2)
     np.testing.assert_allclose(ours, scipy_density, rtol=1e-3)
     # frame means integrate the curve: total onsets are conserved over a long span
-    wide = np.arange(-10.0, 310.0, FRAME)
-    assert (note_density(onsets, wide) * FRAME).sum() == pytest.approx(900, rel=1e-3)
+    wide = np.arange(-10.0, 260.0, FRAME)
+    assert (note_density(onsets, wide) * FRAME).sum() == pytest.approx(750, rel=1e-3)
     # short files: σ never drops below 0.1 s, so the curve stays continuous at the latent rate
     assert density_bandwidth(np.array([1.0, 1.5, 2.0])) == 0.1
     assert density_bandwidth(np.array([1.0])) == 0.1
+    # long files: σ stays at its 5-minute value (≈ 0.35 s), not 0.004·std of an hour
+    assert density_bandwidth(np.linspace(0, 3600, 10000)) == pytest.approx(0.004 * 300 / np.sqrt(12))
 
 
 def test_normalisations_and_their_inverses():

@@ -23,11 +23,12 @@ activations of the blocks' cores are joined before peak picking and tempo estima
 Note density ([PROPOSED] convention of the spec): a Gaussian KDE on the onset times with scipy's
 bandwidth *factor* 0.004, i.e. kernel σ = 0.004 × std(onset times) (≈ 0.35 s for a 5-minute piece),
 but never below ``min_bandwidth`` (0.1 s, about one level-2 frame: below that a curve sampled at
-10.77 frames/s would alias), scaled by the number of onsets so it is in onsets/s, and averaged over
-each frame's time span (the exact mean of the smooth curve over the frame, not a point sample).
-Then ``log(1 + d)``, min–max normalised to [0, 1] with dataset-global constants
-(:func:`normalise_density`). Tempo is normalised linearly over 60–200 BPM and clipped
-(:func:`normalise_tempo`).
+10.77 frames/s would alias) and never above ≈ 0.35 s, its value for a 5-minute piece (the reference
+cuts files into ≤ 5-minute pieces first; without the cap an hour-long file would get σ ≈ 4 s),
+scaled by the number of onsets so it is in onsets/s, and averaged over each frame's time span
+(the exact mean of the smooth curve over the frame, not a point sample). Then ``log(1 + d)``,
+min–max normalised to [0, 1] with dataset-global constants (:func:`normalise_density`). Tempo is
+normalised linearly over 60–200 BPM and clipped (:func:`normalise_tempo`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ CONTEXT_SECONDS = 5.0
 ONSET_THRESHOLD = 0.54
 DENSITY_BANDWIDTH = 0.004  # scipy bandwidth factor (spec §8 [PROPOSED])
 MIN_BANDWIDTH_SECONDS = 0.1
+# The reference cuts files into pieces of at most 5 minutes before anything else (spec §9), so the
+# factor convention never saw more spread than a 5-minute piece: std of uniform onsets over 300 s.
+MAX_BANDWIDTH_SECONDS = DENSITY_BANDWIDTH * 300.0 / 12**0.5  # ≈ 0.35 s
 BPM_MIN, BPM_MAX = 60.0, 200.0
 # Below this beat activation the RNN has found no beat at all (digital silence gives ~0.015,
 # music well above 0.3): the comb filter would still return a tempo, made of nothing.
@@ -230,9 +234,11 @@ def analyse_rhythm_file(path: str | os.PathLike[str]) -> RhythmAnalysis:
 
 
 def density_bandwidth(onsets: np.ndarray, min_bandwidth: float = MIN_BANDWIDTH_SECONDS) -> float:
-    """Kernel σ in seconds: scipy's factor convention, ``0.004 · std(onsets)`` (ddof 1), at least ``min_bandwidth``."""
+    """Kernel σ in seconds: scipy's factor convention, ``0.004 · std(onsets)`` (ddof 1), kept within
+    ``[min_bandwidth, MAX_BANDWIDTH_SECONDS]`` (the value for a 5-minute piece, so hour-long files are not
+    smoothed over seconds)."""
     spread = float(np.std(onsets, ddof=1)) if len(onsets) > 1 else 0.0
-    return max(DENSITY_BANDWIDTH * spread, min_bandwidth)
+    return float(np.clip(DENSITY_BANDWIDTH * spread, min_bandwidth, max(min_bandwidth, MAX_BANDWIDTH_SECONDS)))
 
 
 def _onset_cdf_sum(onsets: np.ndarray, times: np.ndarray, sigma: float) -> np.ndarray:
@@ -241,10 +247,10 @@ def _onset_cdf_sum(onsets: np.ndarray, times: np.ndarray, sigma: float) -> np.nd
 
     out = np.empty(times.shape)
     reach = 9.0 * sigma  # beyond 9σ a Gaussian CDF is exactly 0 or 1 in float64
-    for first in range(0, times.size, 4096):
-        block = times[first : first + 4096]
+    for first in range(0, times.size, 1024):
+        block = times[first : first + 1024]
         lo, hi = np.searchsorted(onsets, [block[0] - reach, block[-1] + reach])
-        out[first : first + 4096] = lo + ndtr((block[:, None] - onsets[None, lo:hi]) / sigma).sum(axis=1)
+        out[first : first + 1024] = lo + ndtr((block[:, None] - onsets[None, lo:hi]) / sigma).sum(axis=1)
     return out
 
 

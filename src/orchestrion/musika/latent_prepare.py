@@ -300,6 +300,7 @@ def _finish(
             "kernel": "gaussian KDE x number of onsets (onsets/s), mean over each frame's span",
             "bandwidth_factor": features.DENSITY_BANDWIDTH,
             "min_bandwidth_seconds": features.MIN_BANDWIDTH_SECONDS,
+            "max_bandwidth_seconds": features.MAX_BANDWIDTH_SECONDS,
             "scale": "(log(1 + d) - log_min) / (log_max - log_min), clipped to [0, 1]",
             "log_min": log_min,
             "log_max": log_max,

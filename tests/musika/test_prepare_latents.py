@@ -71,7 +71,8 @@ def test_manifest_chunk_shapes_and_the_cli_summary(setup):
     manifest = json.loads((setup["out"] / "manifest.json").read_text())
     model = setup["model"]
     assert manifest["format"] == "orchestrion.latent-chunks" and manifest["version"] == 1
-    assert manifest["autoencoder"] == {"run": str(setup["root"] / "l2"), "digest": latent_digest(model), "level": 2}
+    run = str((setup["root"] / "l2").resolve())  # absolute: train-gan finds the autoencoder from anywhere
+    assert manifest["autoencoder"] == {"run": run, "digest": latent_digest(model), "level": 2}
     assert (manifest["latent_dim"], manifest["channels"], manifest["chunk_frames"]) == (8, 2, CHUNK)
     assert manifest["frames_per_second"] == pytest.approx(22050 / 2048)
     # stereo: 5 s → floor(5·22050 / 2048) − 1 = 52 real frames → chunks at 0 and at 52 − 32 = 20

@@ -398,7 +398,7 @@ def prepare_latents(
     require_madmom()  # a missing detector is one error now, not one skipped file each
     settings = {
         "audio_dir": str(audio_dir.resolve()),
-        "autoencoder_run": str(model_run),
+        "autoencoder_run": str(Path(model_run).resolve()),  # train-gan finds the autoencoder here
         "autoencoder_digest": latent_digest(model),
         "chunk_frames": chunk_frames,
         "min_frames": min_frames,

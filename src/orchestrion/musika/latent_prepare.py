@@ -262,14 +262,15 @@ def _rhythm_analyser(jobs: int, paths: Sequence[Path]) -> Iterator[Callable[[Pat
         yield lambda path: functools.partial(analyse_rhythm_file, path)
         return
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    pool = multiprocessing.get_context("spawn").Pool(jobs)  # spawn: no copy of this process's torch threads
     try:
-        futures = {path: pool.submit(analyse_rhythm_file, path) for path in paths}
-        yield lambda path: futures[path].result
+        pending = {path: pool.apply_async(analyse_rhythm_file, (path,)) for path in paths}
+        yield lambda path: pending[path].get
+        pool.close()
+        pool.join()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.terminate()  # after join a no-op; on an error or Ctrl-C it stops analyses still running
 
 
 def _finish(

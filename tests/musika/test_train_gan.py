@@ -203,3 +203,12 @@ def test_cli_trains_a_conditional_gan_and_reports_bad_input(trained, tmp_path: P
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "conditions must be distinct names" in err
+
+
+def test_a_fresh_process_resolves_the_run_kind(trained) -> None:
+    """`orchestrion inspect RUN` (generic checkpoint loading) knows the GAN kinds without importing the GAN."""
+    import subprocess
+
+    code = "import sys; from orchestrion.checkpoint import load_checkpoint; print(load_checkpoint(sys.argv[1]).kind)"
+    out = subprocess.run([sys.executable, "-c", code, str(trained["gan"])], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "musika.latent_gan_run"

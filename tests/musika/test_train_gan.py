@@ -212,3 +212,33 @@ def test_a_fresh_process_resolves_the_run_kind(trained) -> None:
     code = "import sys; from orchestrion.checkpoint import load_checkpoint; print(load_checkpoint(sys.argv[1]).kind)"
     out = subprocess.run([sys.executable, "-c", code, str(trained["gan"])], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "musika.latent_gan_run"
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_train_with_the_global_batch(trained, tmp_path: Path) -> None:
+    """DDP (gloo, 2 processes): --batch-size 8 is the global batch (4 per rank), and R1's double backward
+    runs under DistributedDataParallel; an indivisible global batch is one clear error."""
+    import os
+    import subprocess
+
+    def torchrun(run: Path, batch: int) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [
+                sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                "-m", "orchestrion.cli", "musika", "train-gan", str(trained["latents"]), "--out", str(run),
+                "--autoencoder", str(trained["ae"]), "--preset", "debug", "--steps", "3",
+                "--batch-size", str(batch), "--preview-every", "0",
+            ],
+            capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+
+    result = torchrun(tmp_path / "ddp", 8)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "batch 8" in " ".join(result.stderr.split())
+    assert [step for step, _ in checkpoint_step_dirs(tmp_path / "ddp")] == [3]
+    state = load_checkpoint(tmp_path / "ddp").training_state()
+    assert (state["world_size"], state["trainer_config"]["batch_size"]) == (2, 4)  # 4 per rank = 8 in all
+    load_latent_gan(tmp_path / "ddp")
+    result = torchrun(tmp_path / "odd", 7)
+    assert result.returncode != 0
+    assert "--batch-size 7 is not divisible by the 2 training processes" in result.stderr

@@ -242,3 +242,28 @@ def test_torchrun_two_ranks_train_with_the_global_batch(trained, tmp_path: Path)
     result = torchrun(tmp_path / "odd", 7)
     assert result.returncode != 0
     assert "--batch-size 7 is not divisible by the 2 training processes" in result.stderr
+
+
+@pytest.mark.slow
+def test_conditional_gan_on_latents_of_a_rendered_chorale(tmp_path: Path) -> None:
+    """End to end on real audio: a built-in chorale rendered with the bundled soundfont → prepare-latents
+    (madmom note density and tempo) → a conditional GAN trained 100 steps, with the autoencoder found
+    through the folder's manifest; its previews decode and the run loads for sampling."""
+    from train_support import write_rendered_excerpt
+
+    from orchestrion.musika.latent_prepare import prepare_latents
+
+    audio = write_rendered_excerpt(tmp_path, seconds=8.0)  # 85 level-2 frames
+    autoencoder = _save_autoencoder(tmp_path / "ae", seed=0)
+    prepare_latents(audio, autoencoder, tmp_path / "latents", min_frames=32, device="cpu")
+    metrics = train_latent_gan(
+        tmp_path / "latents", tmp_path / "gan", preset="debug", conditions=("note_density", "tempo"), steps=100,
+        log_every=10, preview_every=100, progress=False,
+    )  # fmt: skip
+    history = _metrics(tmp_path / "gan")
+    assert metrics["hinge"] < history[0]["hinge"] and metrics["rec"] < history[0]["rec"]
+    assert sf.info(tmp_path / "gan" / "previews" / "step_00000100.wav").channels == 2
+    model = load_latent_gan(tmp_path / "gan")
+    assert set(model.conditions) == {"note_density", "tempo"} and model.conditions["tempo"]["bpm_max"] == 200.0
+    assert Path(model.run.autoencoder_run).resolve() == autoencoder.resolve()  # found through the manifest
+    assert model.autoencoder.path == load_checkpoint(tmp_path / "gan").path  # but loaded from the GAN run

@@ -57,6 +57,18 @@ def test_every_preset_has_the_spec_shapes(name: str) -> None:
     assert rebuilt.shape == (1, c_lat, latlen)
 
 
+@pytest.mark.parametrize(("name", "generator_m", "critic_m"), [("techno", 14.1, 20.6), ("small", 1.35, 1.31)])
+def test_preset_sizes(name: str, generator_m: float, critic_m: float) -> None:
+    """Parameter counts (millions) quoted in LatentGANConfig.preset_config and the README."""
+    config = LatentGANConfig.preset_config(name, latent_dim=64)
+
+    def millions(module: nn.Module) -> float:
+        return sum(p.numel() for p in module.parameters()) / 1e6
+
+    assert millions(LatentGenerator(config)) == pytest.approx(generator_m, abs=0.05 if name == "techno" else 0.005)
+    assert millions(LatentCritic(config)) == pytest.approx(critic_m, abs=0.05 if name == "techno" else 0.005)
+
+
 def test_techno_generator_follows_the_block_table() -> None:
     generator = LatentGenerator(LatentGANConfig.preset_config("techno"))
     lengths, widths = [], []

@@ -191,6 +191,16 @@ def test_cli_trains_a_conditional_gan_and_reports_bad_input(trained, tmp_path: P
     assert model.conditions == {"note_density": json.loads((trained["latents"] / "manifest.json").read_text())[
         "conditions"]["note_density"]}
     assert model.generator.config.input_channels == 16 + 16 + 1
+    # the reference implementation's optimiser and regulariser as options
+    result = runner.invoke(app, [
+        "musika", "train-gan", str(trained["latents"]), "--out", str(tmp_path / "ref"), "--autoencoder",
+        str(trained["ae"]), "--preset", "debug", "--beta1", "0.9", "--gradient-penalty", "reference", "--steps", "2",
+        "--preview-every", "0",
+    ])  # fmt: skip
+    assert result.exit_code == 0, (result.output, result.exception)
+    config = load_latent_gan(tmp_path / "ref").config
+    assert (config.beta1, config.gradient_penalty, config.conditions) == (0.9, "reference", ())
+    assert _metrics(tmp_path / "ref")[-1]["gp"] > 0
 
     old = sys.argv
     sys.argv = ["orchestrion", "musika", "train-gan", str(trained["latents"]), "--out", str(tmp_path / "x"),

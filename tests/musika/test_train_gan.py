@@ -168,6 +168,10 @@ def test_model_directories_of_another_kind_are_refused(trained, tmp_path: Path) 
         load_latent_gan(trained["ae"])
     with pytest.raises(CheckpointError, match="--model must be a Musika autoencoder run, this one holds"):
         load_autoencoder(trained["gan"])
+    with pytest.raises(CheckpointError, match="must be a Musika autoencoder run"):  # --autoencoder GAN_RUN
+        train_latent_gan(trained["latents"], tmp_path / "r", autoencoder=trained["gan"], steps=1, progress=False)
+    with pytest.raises(CheckpointError, match=r"holds a 'musika\.autoencoder_training' run, not a latent-GAN run"):
+        train_latent_gan(trained["latents"], trained["ae"], resume=True, steps=2, progress=False)
     # a GAN checkpoint whose stored autoencoder is not the one it was trained on
     ckpt = load_checkpoint(trained["gan"])
     other = load_autoencoder(_save_autoencoder(tmp_path / "other_ae", seed=1))

@@ -192,6 +192,7 @@ def train_gan(
 
       orchestrion musika train-gan latents/ --out runs/gan --resume --steps 60000
     """
+    from orchestrion.errors import DataError
     from orchestrion.musika.latent_data import CONDITION_NAMES, read_manifest
     from orchestrion.musika.train_gan import train_latent_gan
 
@@ -199,6 +200,8 @@ def train_gan(
         chosen = tuple(name.strip() for name in conditions.split(",") if name.strip())
     elif conditional:
         chosen = tuple(name for name in CONDITION_NAMES if name in read_manifest(latent_dir)["conditions"])
+        if not chosen:
+            raise DataError(f"{latent_dir}: --conditional, but the folder holds no conditioning curves")
     else:
         chosen = ()
     metrics = train_latent_gan(

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from orchestrion.config import register_config
+from orchestrion.device import resolve_device
 from orchestrion.errors import OrchestrionError
 from orchestrion.evaluation.vggish import VGGishConfig, load_vggish, mel_matrix, vggish_log_mel
 
@@ -176,21 +177,6 @@ class SpectralStatsEmbedder:
         return (torch.log(peak + floor) - torch.log(valley + floor)).mean(dim=1)
 
 
-def resolve_embedding_device(device: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cpu``, ``cuda`` or ``cuda:N`` as given, checked."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as error:
-        raise OrchestrionError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from error
-    if resolved.type not in ("cpu", "cuda"):
-        raise OrchestrionError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise OrchestrionError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
-    return resolved
-
-
 class VGGishEmbedder:
     """VGGish on 1 s excerpts at 16 kHz: 98 log-mel frames, the first 96 form the one patch."""
 
@@ -199,7 +185,7 @@ class VGGishEmbedder:
         self.config = VGGishConfig()
         self.sample_rate = self.config.sample_rate
         self.postprocess = postprocess
-        self.device = resolve_embedding_device(device)
+        self.device = resolve_device(device)
         self.model = load_vggish(weights, need_pca=postprocess, config=self.config).to(self.device)
 
     def embed(self, excerpts: np.ndarray) -> np.ndarray:

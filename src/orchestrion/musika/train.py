@@ -63,6 +63,7 @@ from orchestrion.musika.discriminators import (
 )
 from orchestrion.musika.layers import merge_windows, split_windows
 
+SKIP_REPORT = "report.jsonl"  # unreadable training files, one JSON object each (written only when there are some)
 # ------------------------------------------------------------------------------------------ modules
 
 
@@ -353,11 +354,31 @@ def train_autoencoder(
         dataset=dataset,
         config=trainer_config,
     )
+    if trainer.is_main and config.preset != "debug" and trainer.device.type == "cpu":
+        import warnings
+
+        warnings.warn(
+            f"the {config.preset!r} preset is full size and this run trains on the CPU: expect days to months for "
+            f"{trainer_config.max_steps} steps (the speed is printed after the first steps); use a GPU, or "
+            "--preset debug for a quick try-out",
+            stacklevel=2,
+        )
+    if trainer.is_main and dataset.skipped.skipped:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dataset.skipped.write(run_dir / SKIP_REPORT)
+    elif trainer.is_main:
+        (run_dir / SKIP_REPORT).unlink(missing_ok=True)  # from an earlier run on other data
     if progress and trainer.is_main:
         from rich.console import Console
 
-        Console(stderr=True).print(
+        console = Console(stderr=True)
+        console.print(
             f"level {config.level} phase {config.phase}: {len(dataset.files)} audio files, "
             f"{dataset.total_seconds / 60:.1f} min, {len(dataset)} crops of {dataset.crop} samples per epoch"
         )
+        if dataset.skipped.skipped:
+            console.print(
+                f"[yellow]{len(dataset.skipped.skipped)} unreadable file(s) skipped, reasons in "
+                f"{run_dir / SKIP_REPORT}[/]"
+            )
     return trainer.fit(resume=resume)

@@ -156,9 +156,9 @@ def learn_bpe_command(
         table = count_dataset_words(mmr_dir, workers)
     else:
         with console.status("encoding MIDI files and counting note groups"):
-            table, failed = count_midi_words(source, workers)
-        if failed:
-            console.print(f"[yellow]{failed} file(s) could not be encoded and were skipped[/]")
+            table, skipped = count_midi_words(source, workers)
+        for entry in skipped.skipped:
+            console.print(f"[yellow]skipped {entry['file']}: {entry['reason']}[/]", highlight=False)
     with console.status(f"learning {merges} merges from {len(table.counts):,} distinct note groups"):
         bpe = MusicBPE().learn(table, merges)
     bpe.save(out)
@@ -467,6 +467,7 @@ def generate(
 
       orchestrion symphony generate --model runs/sym --out take.mid --num-samples 4 --max-steps 2000
     """
+    from orchestrion.device import resolve_device
     from orchestrion.fileio import check_output_path
     from orchestrion.symbolic.dataset import save_token_file
     from orchestrion.symbolic.midi import save_midi
@@ -496,7 +497,7 @@ def generate(
     if (prompt_bars is not None or prompt_chords) and prompt is None:
         raise GenerationError("--prompt-bars and --prompt-chords need --prompt")
     programs = parse_instruments(instruments) if instruments is not None else None
-    trained = load_symphony(model, _inference_device(device))
+    trained = load_symphony(model, resolve_device(device))
     options = SamplingOptions(
         temperature=temperature, top_p=top_p, seed=seed, bars=bars, max_steps=max_steps, instruments=programs,
         orchestration="argmax" if argmax_instruments else "nucleus",
@@ -530,14 +531,6 @@ def generate(
             console.print(f"wrote {numbered(render, k)}")
 
 
-def _inference_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def _bars_in(tokens: np.ndarray) -> int:
     from orchestrion.symbolic.mmr_vocab import BAR_OFFSET, POS_OFFSET
 
@@ -569,6 +562,7 @@ def orchestrate(
 
       orchestrion symphony orchestrate sketch.mid --model runs/sym --out orchestrated.mid --keep-drums
     """
+    from orchestrion.device import resolve_device
     from orchestrion.fileio import check_output_path
     from orchestrion.symbolic.midi import save_midi
     from orchestrion.symphony.generate import orchestrate as orchestrate_midi
@@ -579,7 +573,7 @@ def orchestrate(
         if path is not None:
             check_output_path(path, overwrite=overwrite, inputs=[midi_in])
     programs = parse_instruments(instruments) if instruments is not None else None
-    trained = load_symphony(model, _inference_device(device))
+    trained = load_symphony(model, resolve_device(device))
     result = orchestrate_midi(midi_in, trained.model, trained.bpe, keep_drums=keep_drums,
                               mode="argmax" if argmax else "nucleus", seed=seed, instruments=programs,
                               track_order="distinct" if trained.training.relabel_tracks else "ascending")

@@ -1,0 +1,215 @@
+"""Endless generation: same audio at once or streamed, seamless joins, exact lengths, conditioning curves."""
+
+from __future__ import annotations
+
+import io
+import re
+import types
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from torch import nn
+
+from orchestrion.musika.autoencoder import Level1Autoencoder, Level2Autoencoder
+from orchestrion.musika.config import Level1Config, Level2Config
+from orchestrion.musika.generate import (
+    PAD,
+    GenerationError,
+    MusikaStream,
+    condition_curve,
+    generate,
+    generate_to_file,
+    read_curve_csv,
+    stream_to,
+    wav_header,
+)
+from orchestrion.musika.layers import AddNoise
+
+SR = 22050
+
+
+def _randomise(model: nn.Module) -> nn.Module:
+    """Non-trivial BatchNorm statistics and noise scales, so the decoders' noise is really exercised."""
+    generator = torch.Generator().manual_seed(1)
+    for layer in model.modules():
+        if isinstance(layer, nn.BatchNorm1d):
+            layer.running_mean.normal_(0.0, 0.3, generator=generator)
+            layer.running_var.uniform_(0.5, 2.0, generator=generator)
+        if isinstance(layer, AddNoise):
+            layer.scale.data.fill_(0.2)
+    return model.eval()
+
+
+def _fixed_segments(stream: MusikaStream, first: int, count: int) -> torch.Tensor:
+    """Level-2 latents of segment k drawn from seed (1000 + k): a position-keyed stand-in for the GAN."""
+    out = []
+    for k in range(first, first + count):
+        generator = torch.Generator().manual_seed(1000 + k)
+        out.append(torch.tanh(torch.randn(16, stream.segment_frames, generator=generator)))
+    return torch.stack(out)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    level1 = _randomise(Level1Autoencoder(Level1Config.preset("debug")))
+    with torch.no_grad():  # a falling spectrum at a moderate level (-32 to -92 dB) instead of clipped white noise
+        level1.decoder.out.weight[:513] *= 0.1
+        level1.decoder.out.bias[:513] = torch.linspace(-0.1, -0.9, 513)
+    level2 = _randomise(Level2Autoencoder(Level2Config.preset("debug")))
+    autoencoder = types.SimpleNamespace(level1=level1, level2=level2, path="ae")
+    config = types.SimpleNamespace(latent_dim=8, audio_channels=2, latlen=32, conditions=("note_density", "tempo"))
+    return types.SimpleNamespace(
+        config=config, generator=nn.Linear(1, 1), autoencoder=autoencoder,
+        conditions={"tempo": {"bpm_min": 80, "bpm_max": 180}},
+    )
+
+
+@pytest.fixture(autouse=True)
+def _segments(monkeypatch):
+    monkeypatch.setattr(MusikaStream, "_generate_segments", _fixed_segments)
+
+
+def _streamed(model, samples: int, block_seconds: float, **options) -> np.ndarray:
+    stream = MusikaStream(model, 5, block_seconds=block_seconds, **options)
+    blocks, total = [], 0
+    for block in stream:
+        assert block.shape == (2, stream.block_samples)
+        blocks.append(block)
+        total += block.shape[-1]
+        if total >= samples:
+            break
+    return np.concatenate(blocks, axis=-1)[:, :samples]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_same_seed_same_audio_at_once_or_streamed_in_any_block_size(model, monkeypatch, fast):
+    if not fast:
+        monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    samples = 150_000  # 6.8 s: 9 decoder windows, 3 segments of the debug model
+    once = generate(model, samples / SR, seed=5)
+    assert once.shape == (2, samples) and once.dtype == np.float32
+    for block_seconds in (1000 / SR, 16384 / SR, 1.7):
+        np.testing.assert_allclose(_streamed(model, samples, block_seconds), once, rtol=0, atol=1e-5)
+    assert np.abs(generate(model, samples / SR, seed=6) - once).mean() > 0.1 * np.abs(once).mean()  # seed matters
+
+
+def test_length_is_exact_and_mono_is_the_left_channel(model):
+    for seconds in (0.01, 1.0, 2.345):
+        audio = generate(model, seconds)
+        assert audio.shape == (2, round(seconds * SR))
+        assert np.abs(audio).max() <= 1.0
+    stereo, mono = generate(model, 1.5), generate(model, 1.5, mono=True)
+    assert mono.shape == (1, round(1.5 * SR))
+    np.testing.assert_allclose(mono[0], stereo[0], atol=1e-5)
+    assert np.abs(stereo[0] - stereo[1]).mean() > 0.1 * np.abs(stereo).mean()
+
+
+def _difference_energy(audio: np.ndarray, centres: np.ndarray, half: int = 64) -> np.ndarray:
+    """Mean squared sample-to-sample difference in ±``half`` samples around each centre (both channels)."""
+    diff = np.diff(audio, axis=-1) ** 2
+    return np.array([diff[:, c - half : c + half].mean() for c in centres])
+
+
+def test_block_and_segment_joins_show_no_discontinuity(model):
+    audio = generate(model, 12.0)
+    window_samples = 16384  # one decoder window; every 4th join is also a generator-segment join
+    joins = np.arange(window_samples, audio.shape[-1] - 200, window_samples) - PAD  # audio = iSTFT[768:]
+    elsewhere = np.arange(300, audio.shape[-1] - 300, 97)
+    at_joins, typical = _difference_energy(audio, joins), _difference_energy(audio, elsewhere)
+    assert at_joins.max() <= np.quantile(typical, 0.99)
+    # the metric does see a click: a step of 10 standard deviations at one join
+    clicked = audio.copy()
+    clicked[:, joins[2] :] += 10 * audio.std()
+    assert _difference_energy(clicked, joins[2:3]).max() > 1.5 * np.quantile(typical, 0.99)
+
+
+def test_set_conditions_takes_effect_from_the_next_window_with_a_glide(model):
+    stream = MusikaStream(model, 0, note_density=0.2, tempo=100, block_seconds=0.5, glide_seconds=1.0)
+    next(stream)  # decodes up to window 1
+    first_frame = stream._next_window * stream.window_frames
+    before = stream.schedule.values(np.arange(first_frame))
+    stream.set_conditions(note_density=0.8)
+    values = stream.schedule.values(np.arange(first_frame + 20))
+    np.testing.assert_allclose(values[:, :first_frame], before)  # the past is untouched
+    density = values[0, first_frame:]
+    assert np.all(np.diff(density) >= 0) and density[0] < 0.35 and density[-1] == pytest.approx(0.8)
+    np.testing.assert_allclose(values[1], (100 - 80) / 100)  # tempo unchanged, normalised by the model's range
+    assert next(stream).shape == (2, stream.block_samples)
+
+
+def test_conditions_accept_numbers_strings_and_csv_curves(model, tmp_path):
+    curve = tmp_path / "density.csv"
+    curve.write_text("seconds,value\n0,0.1\n10,0.9\n")
+    parsed = condition_curve(model, "note_density", str(curve))
+    np.testing.assert_allclose(parsed.at(np.array([-1.0, 0.0, 5.0, 10.0, 60.0])), [0.1, 0.1, 0.5, 0.9, 0.9])
+    assert condition_curve(model, "tempo", "130").at(np.array([3.0])) == pytest.approx(0.5)
+    assert condition_curve(model, "note_density", 0.25).at(np.array([0.0])) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("time,density\n0,0.1\n", "needs the header 'seconds,value'"),
+        ("seconds,value\n", "has no points"),
+        ("seconds,value\n0,0.1\n0,0.2\n", "line 3: time 0.0 s does not increase"),
+        ("seconds,value\n0,abc\n", "line 2: expected two numbers"),
+        ("seconds,value\n0,0.1,3\n", "line 2: expected two numbers"),
+        ("seconds,value\n0,1.5\n", "line 2: note_density 1.5 is outside 0..1"),
+        ("seconds,value\n-1,0.5\n", "line 2: times must be finite and >= 0"),
+    ],
+)
+def test_bad_curve_files_give_one_clear_error(tmp_path, text, message):
+    path = tmp_path / "curve.csv"
+    path.write_text(text)
+    with pytest.raises(GenerationError, match=message) as error:
+        read_curve_csv(path, "note_density", 0.0, 1.0)
+    assert str(path) in str(error.value)
+
+
+def test_bad_arguments_give_one_clear_error(model, tmp_path):
+    with pytest.raises(GenerationError, match="seconds must be a positive number, got -1"):
+        generate(model, -1)
+    with pytest.raises(GenerationError, match=re.escape("note_density 1.2 is outside 0..1")):
+        generate(model, 1, note_density=1.2)
+    with pytest.raises(GenerationError, match=re.escape("tempo 300 BPM is outside 80..180 BPM")):
+        generate(model, 1, tempo=300)
+    with pytest.raises(GenerationError, match=re.escape("missing.csv: note_density curve file not found")):
+        generate(model, 1, note_density=str(tmp_path / "missing.csv"))
+    with pytest.raises(GenerationError, match="unknown precision 'fp8'"):
+        generate(model, 1, precision="fp8")
+    with pytest.raises(GenerationError, match="truncation must be a positive number"):
+        generate(model, 1, truncation=0)
+    unconditional = types.SimpleNamespace(**{**vars(model), "config": types.SimpleNamespace(
+        **{**vars(model.config), "conditions": ()})})
+    with pytest.raises(GenerationError, match=re.escape("not trained with tempo conditioning (its conditions: none)")):
+        generate(unconditional, 1, tempo=120)
+
+
+def test_generate_to_file_writes_the_exact_length_and_a_png(model, tmp_path):
+    out = tmp_path / "song.wav"
+    seen = []
+    written = generate_to_file(model, 3.5, out, seed=5, png=True, progress=lambda done, total: seen.append(done))
+    assert written == [out, out.with_suffix(".png")] and out.with_suffix(".png").stat().st_size > 1000
+    audio, rate = soundfile.read(out, dtype="float32", always_2d=True)
+    assert rate == SR and audio.shape == (round(3.5 * SR), 2) and seen[-1] == round(3.5 * SR)
+    np.testing.assert_allclose(audio.T, generate(model, 3.5, seed=5), atol=1.5 / 32767)
+    with pytest.raises(GenerationError, match=re.escape("must be a .wav or .flac")):
+        generate_to_file(model, 1, tmp_path / "song.mp3")
+
+
+@pytest.mark.parametrize("audio_format", ["wav", "raw"])
+def test_stream_to_a_pipe_writes_pcm(model, audio_format):
+    sink = io.BytesIO()
+    stream = MusikaStream(model, 5, block_seconds=0.3)
+    written = stream_to(stream, sink, seconds=1.0, audio_format=audio_format)
+    data = sink.getvalue()
+    header = 44 if audio_format == "wav" else 0
+    assert written == SR and len(data) == header + SR * 2 * 2
+    if audio_format == "wav":
+        audio, rate = soundfile.read(io.BytesIO(data), dtype="float32")
+        assert rate == SR and audio.shape == (SR, 2)
+        np.testing.assert_allclose(audio.T, generate(model, 1.0, seed=5), atol=1.5 / 32767)
+    assert wav_header(2, None)[40:44] == b"\xff\xff\xff\xff"  # endless: unknown data size

@@ -142,7 +142,7 @@ def evaluate_reconstruction(
 
     from orchestrion.audio.io import collect_audio_files, load_audio
     from orchestrion.musika.inference import reconstruct, resolve_device
-    from orchestrion.musika.train import load_autoencoder
+    from orchestrion.musika.models import load_autoencoder
 
     reference_dir = Path(reference_dir)
     files = collect_audio_files(reference_dir)

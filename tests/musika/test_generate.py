@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import io
 import re
-import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 import torch
-from torch import nn
+from gan_support import write_gan_run
 
-from orchestrion.musika.autoencoder import Level1Autoencoder, Level2Autoencoder
-from orchestrion.musika.config import Level1Config, Level2Config
 from orchestrion.musika.generate import (
     PAD,
     GenerationError,
@@ -25,51 +23,19 @@ from orchestrion.musika.generate import (
     stream_to,
     wav_header,
 )
-from orchestrion.musika.layers import AddNoise
+from orchestrion.musika.models import load_latent_gan
 
 SR = 22050
 
 
-def _randomise(model: nn.Module) -> nn.Module:
-    """Non-trivial BatchNorm statistics and noise scales, so the decoders' noise is really exercised."""
-    generator = torch.Generator().manual_seed(1)
-    for layer in model.modules():
-        if isinstance(layer, nn.BatchNorm1d):
-            layer.running_mean.normal_(0.0, 0.3, generator=generator)
-            layer.running_var.uniform_(0.5, 2.0, generator=generator)
-        if isinstance(layer, AddNoise):
-            layer.scale.data.fill_(0.2)
-    return model.eval()
-
-
-def _fixed_segments(stream: MusikaStream, first: int, count: int) -> torch.Tensor:
-    """Level-2 latents of segment k drawn from seed (1000 + k): a position-keyed stand-in for the GAN."""
-    out = []
-    for k in range(first, first + count):
-        generator = torch.Generator().manual_seed(1000 + k)
-        out.append(torch.tanh(torch.randn(16, stream.segment_frames, generator=generator)))
-    return torch.stack(out)
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return write_gan_run(tmp_path_factory.mktemp("gan") / "run")
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    level1 = _randomise(Level1Autoencoder(Level1Config.preset("debug")))
-    with torch.no_grad():  # a falling spectrum at a moderate level (-32 to -92 dB) instead of clipped white noise
-        level1.decoder.out.weight[:513] *= 0.1
-        level1.decoder.out.bias[:513] = torch.linspace(-0.1, -0.9, 513)
-    level2 = _randomise(Level2Autoencoder(Level2Config.preset("debug")))
-    autoencoder = types.SimpleNamespace(level1=level1, level2=level2, path="ae")
-    config = types.SimpleNamespace(latent_dim=8, audio_channels=2, latlen=32, conditions=("note_density", "tempo"))
-    return types.SimpleNamespace(
-        config=config, generator=nn.Linear(1, 1), autoencoder=autoencoder,
-        conditions={"tempo": {"bpm_min": 80, "bpm_max": 180}},
-    )
-
-
-@pytest.fixture(autouse=True)
-def _segments(monkeypatch):
-    monkeypatch.setattr(MusikaStream, "_generate_segments", _fixed_segments)
+def model(run_dir):
+    return load_latent_gan(run_dir)
 
 
 def _streamed(model, samples: int, block_seconds: float, **options) -> np.ndarray:
@@ -182,8 +148,7 @@ def test_bad_arguments_give_one_clear_error(model, tmp_path):
         generate(model, 1, precision="fp8")
     with pytest.raises(GenerationError, match="truncation must be a positive number"):
         generate(model, 1, truncation=0)
-    unconditional = types.SimpleNamespace(**{**vars(model), "config": types.SimpleNamespace(
-        **{**vars(model.config), "conditions": ()})})
+    unconditional = load_latent_gan(write_gan_run(tmp_path / "plain", conditions=()))
     with pytest.raises(GenerationError, match=re.escape("not trained with tempo conditioning (its conditions: none)")):
         generate(unconditional, 1, tempo=120)
 

@@ -53,6 +53,7 @@ from torch import Tensor, nn
 
 from orchestrion.audio.spectral import HOP, N_FFT, SAMPLE_RATE, features_to_wave, frames_to_wave
 from orchestrion.errors import OrchestrionError
+from orchestrion.musika.coordinates import DEFAULT_TRUNCATION, LatentCoordinateGrid, append_conditions
 from orchestrion.musika.layers import AddNoise, NoiseSampler
 
 if TYPE_CHECKING:
@@ -60,7 +61,6 @@ if TYPE_CHECKING:
 
 PAD = N_FFT - HOP  # 768 samples: iSTFT overlap carried between blocks, and the fade-in that is dropped
 PRECISIONS = ("fp32", "bf16")
-DEFAULT_TRUNCATION = 0.885  # the reference UI's default (spec §7.2)
 DEFAULT_CONDITION = 0.5  # normalised value used when a conditional model is given no value
 DEFAULT_BPM_RANGE = (60.0, 200.0)  # spec §8 [PROPOSED], when the model stores no constants
 MAX_SEGMENTS_PER_PASS = 64  # generator batch cap (≈ 25 min of techno): bounds memory, not the result
@@ -290,6 +290,8 @@ class MusikaStream:
         self.model = model
         self.device = next(model.generator.parameters()).device
         _check_precision(precision)
+        if int(seed) != seed or seed < 0:
+            raise GenerationError(f"seed must be a whole number >= 0, got {seed}")
         if not (math.isfinite(truncation) and truncation > 0):
             raise GenerationError(f"truncation must be a positive number, got {truncation}")
         if not (math.isfinite(block_seconds) and block_seconds > 0):
@@ -336,8 +338,6 @@ class MusikaStream:
 
     def _generate_segments(self, first: int, count: int) -> Tensor:
         """Segments first..first+count-1 in one batched generator pass -> (count, C·dim, latlen) CPU float32."""
-        from orchestrion.musika.coordinates import LatentCoordinateGrid, append_conditions
-
         if self.grid is None:
             self.grid = LatentCoordinateGrid(self.model.config)
         coords = self.grid.inference_coordinates(self.seed, first, count, self.truncation)

@@ -529,6 +529,19 @@ def iter_generate(stream: MusikaStream, seconds: float, chunk_seconds: float = 6
         remaining -= size
 
 
+@contextlib.contextmanager
+def _audio_file(out: Path, channels: int) -> Iterator:
+    """An open 16-bit 22.05 kHz soundfile writing to a temporary that replaces ``out`` when complete."""
+    import soundfile
+
+    from orchestrion.fileio import atomic_path
+
+    if out.suffix.lower() not in (".wav", ".flac"):
+        raise GenerationError(f"{out}: output must be a .wav or .flac file")
+    with atomic_path(out) as tmp, soundfile.SoundFile(tmp, "w", SAMPLE_RATE, channels, subtype="PCM_16") as handle:
+        yield handle
+
+
 PNG_SECONDS = 120.0  # the spectrogram PNG shows at most the first two minutes (memory and legibility)
 
 
@@ -553,22 +566,15 @@ def generate_to_file(
     channel's first two minutes. ``progress(done_samples, total_samples)`` is called after each chunk.
     Returns the written paths.
     """
-    import soundfile
-
-    from orchestrion.fileio import atomic_path
-
     out = Path(out)
     total = _num_samples(seconds)
-    if out.suffix.lower() not in (".wav", ".flac"):
-        raise GenerationError(f"{out}: output must be a .wav or .flac file")
     stream = MusikaStream(
         model, seed, note_density=note_density, tempo=tempo, truncation=truncation, mono=mono, precision=precision
     )
     preview: list[np.ndarray] = []
     preview_samples = round(PNG_SECONDS * SAMPLE_RATE) if png else 0
     done = 0
-    with atomic_path(out) as tmp, soundfile.SoundFile(tmp, "w", SAMPLE_RATE, len(stream.channels),
-                                                      subtype="PCM_16") as handle:
+    with _audio_file(out, len(stream.channels)) as handle:
         for block in iter_generate(stream, total / SAMPLE_RATE):
             handle.write(block.T)
             if done < preview_samples:
@@ -645,16 +651,9 @@ def stream_to_file(stream: MusikaStream, out: Path, *, seconds: float | None = N
     An interrupt ends the file cleanly: what was generated so far is kept (the file still appears
     atomically, complete and readable).
     """
-    import soundfile
-
-    from orchestrion.fileio import atomic_path
-
-    if out.suffix.lower() not in (".wav", ".flac"):
-        raise GenerationError(f"{out}: output must be a .wav or .flac file")
     total = None if seconds is None else _num_samples(seconds)
     written = 0
-    with atomic_path(out) as tmp, soundfile.SoundFile(tmp, "w", SAMPLE_RATE, len(stream.channels),
-                                                      subtype="PCM_16") as handle:
+    with _audio_file(out, len(stream.channels)) as handle:
         try:
             while total is None or written < total:
                 size = stream.block_samples if total is None else min(stream.block_samples, total - written)

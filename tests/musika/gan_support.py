@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -16,6 +18,18 @@ from orchestrion.musika.layers import AddNoise
 from orchestrion.musika.models import TrainedAutoencoder
 
 SR = 22050
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from threads, and on a busy shared machine OpenMP barriers make two
+    threads ~30x slower than one; the tests run single-threaded and restore the setting."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _randomise(model: nn.Module) -> nn.Module:

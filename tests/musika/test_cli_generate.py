@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from gan_support import write_gan_run
+from gan_support import one_thread, write_gan_run
 from typer.testing import CliRunner
 
 from orchestrion.checkpoint import save_checkpoint
@@ -41,6 +41,12 @@ def _fails(capsys, *args) -> str:
     err = capsys.readouterr().err
     assert "error:" in err and "Traceback" not in err
     return " ".join(err.split())
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

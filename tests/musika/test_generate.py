@@ -184,3 +184,21 @@ def test_stream_to_a_pipe_writes_pcm(model, audio_format):
         assert rate == SR and audio.shape == (SR, 2)
         np.testing.assert_allclose(audio.T, generate(model, 1.0, seed=5), atol=1.5 / 32767)
     assert wav_header(2, None)[40:44] == b"\xff\xff\xff\xff"  # endless: unknown data size
+
+
+def test_changing_conditions_mid_stream_changes_the_music_after_the_next_block_without_a_click(model):
+    steady = MusikaStream(model, 2, note_density=0.2, block_seconds=0.5)
+    changed = MusikaStream(model, 2, note_density=0.2, block_seconds=0.5)
+    before = [next(steady), next(steady)]
+    np.testing.assert_array_equal(next(changed), before[0])
+    change_window = changed._next_window  # the first decoder window not yet decoded
+    changed.set_conditions(note_density=0.9, tempo=170)
+    after_steady = np.concatenate([before[1]] + [next(steady) for _ in range(12)], axis=-1)
+    after_changed = np.concatenate([next(changed) for _ in range(13)], axis=-1)
+    # audio up to the changed window (less its 768-sample iSTFT overlap) is untouched, later audio differs
+    join = change_window * changed.window_samples - PAD - changed.block_samples  # into the concatenated arrays
+    np.testing.assert_allclose(after_changed[:, : join - PAD], after_steady[:, : join - PAD], atol=1e-6)
+    tail = slice(join + 2 * changed.window_samples, None)
+    assert np.abs(after_changed[:, tail] - after_steady[:, tail]).mean() > 0.1 * np.abs(after_steady).mean()
+    typical = _difference_energy(after_steady, np.arange(300, after_steady.shape[-1] - 300, 97))
+    assert _difference_energy(after_changed, np.array([join, join + PAD])).max() <= np.quantile(typical, 0.99)

@@ -202,3 +202,19 @@ def test_changing_conditions_mid_stream_changes_the_music_after_the_next_block_w
     assert np.abs(after_changed[:, tail] - after_steady[:, tail]).mean() > 0.1 * np.abs(after_steady).mean()
     typical = _difference_energy(after_steady, np.arange(300, after_steady.shape[-1] - 300, 97))
     assert _difference_energy(after_changed, np.array([join, join + PAD])).max() <= np.quantile(typical, 0.99)
+
+
+def test_any_length_is_one_batched_generator_pass(model, monkeypatch):
+    passes = []
+    original = MusikaStream._generate_segments
+
+    def counted(self, first, count):
+        passes.append((first, count))
+        return original(self, first, count)
+
+    monkeypatch.setattr(MusikaStream, "_generate_segments", counted)
+    segment_samples = 4 * 16384  # debug GAN: 32 level-2 frames = 4 decoder windows
+    for seconds, segments in ((0.5, 1), ((segment_samples - PAD) / SR, 1), (segment_samples / SR, 2), (20.0, 7)):
+        passes.clear()
+        generate(model, seconds)
+        assert passes == [(0, segments)]

@@ -371,7 +371,7 @@ class MusikaStream:
 
     def prefetch(self, seconds: float) -> None:
         """Generate the latents for the next ``seconds`` of audio now, in as few generator passes as possible."""
-        last_sample = self.samples_read + self._skip + round(seconds * SAMPLE_RATE) + PAD
+        last_sample = self.samples_read + round(seconds * SAMPLE_RATE) + PAD  # audio sample a is iSTFT sample a + 768
         last_window = math.ceil(last_sample / self.window_samples)
         stop = math.ceil(last_window * self.window_frames / self.segment_frames)
         self._ensure_segments(self._next_window * self.window_frames // self.segment_frames, stop)

@@ -39,8 +39,7 @@ def test_every_preset_has_the_spec_shapes(name: str) -> None:
     generator, critic = LatentGenerator(config), LatentCritic(config)
     with torch.no_grad():
         latents = generator(torch.randn(1, c_in, latlen))
-        logit, features = critic(latents)
-        rebuilt = critic.reconstruct(features)
+        logit, features, rebuilt = critic(latents, rebuild=1)
     assert latents.shape == (1, c_lat, latlen)
     assert latents.abs().max() <= 1  # tanh (float32 rounds tanh(x > 9) to 1)
     assert (latents.abs() < 0.999).float().mean() > 0.9  # at He init, not a saturated output
@@ -119,8 +118,8 @@ def test_cross_channel_mixing_is_frozen_and_saved() -> None:
     before = critic.cross_channel_mixing.clone()
     optimizer = torch.optim.Adam(critic.parameters(), lr=1e-2)
     latents = torch.rand(4, DEBUG.latent_channels, DEBUG.latlen) * 2 - 1
-    logit, feature = critic(latents)
-    (logit.mean() + reconstruction_loss(latents, critic.reconstruct(feature))).backward()
+    logit, _, rebuilt = critic(latents, rebuild=4)
+    (logit.mean() + reconstruction_loss(latents, rebuilt)).backward()
     optimizer.step()
     assert torch.equal(critic.cross_channel_mixing, before)
     assert critic.first.weight.grad is not None
@@ -133,9 +132,10 @@ def test_conditional_critic_appends_the_curves_after_mixing() -> None:
     assert critic.first.in_channels == config.ccm_channels + 2
     assert LatentGenerator(config).stem.in_features == 2 * (config.coord_dim + config.style_dim + 2)
     latents = torch.zeros(2, config.latent_channels, config.latlen)
-    low, _ = critic(latents, torch.zeros(2, 2, config.latlen))
-    high, _ = critic(latents, torch.ones(2, 2, config.latlen))
-    assert not torch.allclose(low, high)
+    low = critic(latents, torch.zeros(2, 2, config.latlen))
+    high = critic(latents, torch.ones(2, 2, config.latlen))
+    assert low.rebuilt is None
+    assert not torch.allclose(low.logit, high.logit)
     with pytest.raises(ValueError, match="conditioned on"):
         critic(latents)
 

@@ -143,6 +143,72 @@ def reconstruct(
         typer.echo(f"wrote {path}")
 
 
+@app.command("train-gan")
+def train_gan(
+    latent_dir: Path = typer.Argument(..., help="Latent-chunk folder made by `orchestrion musika prepare-latents`."),
+    out: Path = typer.Option(
+        ..., "--out", help="Run directory (checkpoints, previews/, metrics.jsonl, loss_curve.png)."
+    ),
+    autoencoder: Path | None = typer.Option(
+        None, "--autoencoder", help="The level-2 autoencoder run that made the latents (default: the manifest's)."
+    ),
+    preset: str = typer.Option(
+        "small", "--preset", help="Model sizes: techno, piano (paper sizes), small (CPU-trainable) or debug (tiny)."
+    ),
+    conditional: bool = typer.Option(
+        False, "--conditional", help="Condition on every curve of the folder (note_density, tempo)."
+    ),
+    conditions: str | None = typer.Option(
+        None, "--conditions", help="Condition on these curves only, comma-separated (e.g. note_density)."
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="Total steps (default 1.5M, the paper's)."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help="Global batch size, split over DDP processes (default: the preset's)."
+    ),
+    beta1: float | None = typer.Option(None, "--beta1", help="Adam β1 (paper 0.5, the reference code 0.9)."),
+    penalty: str | None = typer.Option(
+        None, "--gradient-penalty", help="r1 (true R1, default) or reference ((‖∇D‖ − 1)², the released code's)."
+    ),
+    workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
+    checkpoint_every: int = typer.Option(1000, "--checkpoint-every", min=1, help="Steps between checkpoints."),
+    preview_every: int = typer.Option(
+        5000, "--preview-every", min=0, help="Steps between previews (WAV + spectrogram in previews/); 0 = none."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of weights, coordinates and data order."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda, cuda:1, ..."),
+) -> None:
+    """Train the Musika latent GAN (spec §6) on stereo level-2 latents.
+
+    The run directory keeps a copy of the autoencoder, so it alone is the --model of `musika generate`.
+
+    Under torchrun the same command trains data-parallel (DDP); --batch-size stays the global batch.
+
+    Example:
+
+      orchestrion musika train-gan latents/ --out runs/gan --preset small --steps 30000
+
+      orchestrion musika train-gan latents/ --out runs/gan-cond --conditions note_density --preset piano
+
+      orchestrion musika train-gan latents/ --out runs/gan --resume --steps 60000
+    """
+    from orchestrion.musika.latent_data import CONDITION_NAMES, read_manifest
+    from orchestrion.musika.train_gan import train_latent_gan
+
+    if conditions is not None:
+        chosen = tuple(name.strip() for name in conditions.split(",") if name.strip())
+    elif conditional:
+        chosen = tuple(name for name in CONDITION_NAMES if name in read_manifest(latent_dir)["conditions"])
+    else:
+        chosen = ()
+    metrics = train_latent_gan(
+        latent_dir, out, autoencoder=autoencoder, preset=preset, conditions=chosen, steps=steps, resume=resume,
+        batch_size=batch_size, beta1=beta1, gradient_penalty=penalty, workers=workers,
+        checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed, device=device,
+    )
+    if metrics and os.environ.get("RANK", "0") == "0":
+        typer.echo("final " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+
 @app.command("generate")
 def generate(
     model: Path = typer.Option(..., "--model", help="Latent-GAN run directory (it holds its autoencoder)."),

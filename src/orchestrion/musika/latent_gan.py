@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -103,6 +103,10 @@ class LatentGANConfig:
                      "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"LatentGANConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.gradient_penalty not in ("r1", "reference"):
+            raise ConfigError(
+                f"LatentGANConfig.gradient_penalty must be 'r1' or 'reference', got {self.gradient_penalty!r}"
+            )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"LatentGANConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
 
@@ -320,11 +324,19 @@ class ResidualDownBlock(nn.Module):
         return y + shortcut
 
 
+class CriticOutput(NamedTuple):
+    logit: Tensor  # (B, 1)
+    feature: Tensor  # (B, C_last, T_last): (B, 1024, 4) techno
+    rebuilt: Tensor | None  # (R, latent_channels, latlen) for the first R = ``rebuild`` samples, else None
+
+
 class LatentCritic(nn.Module):
-    """Latents (B, latent_channels, latlen) [+ conditions (B, n_cond, latlen)] → logit (B, 1), feature.
+    """Latents (B, latent_channels, latlen) [+ conditions (B, n_cond, latlen)] → logit, feature (+ rebuilt).
 
     Cross-channel mixing is a fixed random projection (a buffer: saved, never trained). The
-    reconstruction head :meth:`reconstruct` maps the feature of a real input back to its latents.
+    reconstruction head maps the feature of a real input back to its latents; ``forward(...,
+    rebuild=R)`` applies it to the first R samples in the same call (one forward per backward
+    keeps DDP simple).
     """
 
     def __init__(self, config: LatentGANConfig) -> None:
@@ -353,7 +365,7 @@ class LatentCritic(nn.Module):
         self.reconstruction = nn.Sequential(*decoder)
         he_uniform_(self)
 
-    def forward(self, latents: Tensor, conditions: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, latents: Tensor, conditions: Tensor | None = None, rebuild: int = 0) -> CriticOutput:
         x = F.conv1d(latents, self.cross_channel_mixing.to(latents.dtype))  # (B, 256, 256)
         if self.config.conditions:
             if conditions is None or conditions.shape[1] != len(self.config.conditions):
@@ -362,7 +374,8 @@ class LatentCritic(nn.Module):
         x = F.leaky_relu(_same_conv(x, self.first), self.config.negative_slope)  # (B, 384, 128)
         for block in self.down:
             x = block(x)  # (B, 512, 64) ... (B, 1024, 4)
-        return self.logit(x.flatten(1)), x
+        rebuilt = self.reconstruct(x[:rebuild]) if rebuild else None
+        return CriticOutput(self.logit(x.flatten(1)), x, rebuilt)
 
     def reconstruct(self, feature: Tensor) -> Tensor:
         """Feature (B, 1024, 4) → rebuilt latents (B, 128, 256) in (−1, 1)."""

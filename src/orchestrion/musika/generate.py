@@ -238,7 +238,6 @@ def _set_sampler(module: nn.Module, sampler: NoiseSampler | None) -> None:
     for layer in module.modules():
         if isinstance(layer, AddNoise):
             layer.sampler = sampler
-            layer.enabled = True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,7 +314,7 @@ class MusikaStream:
         self.channels = [0] if mono else list(range(config.audio_channels))
         self.block_samples = max(1, round(block_seconds * SAMPLE_RATE))
         self.glide_frames = round(glide_seconds * SAMPLE_RATE / self.level2.config.hop)
-        self.grid = None  # the coordinate grid, built on the first generator pass
+        self.grid = LatentCoordinateGrid(config)
         hop, ratio = self.level2.config.hop, self.level2.config.ratio
         centre = HOP * (ratio - 1) / 2 + N_FFT / 2 - PAD  # audio sample at the centre of level-2 frame 0
 
@@ -338,8 +337,6 @@ class MusikaStream:
 
     def _generate_segments(self, first: int, count: int) -> Tensor:
         """Segments first..first+count-1 in one batched generator pass -> (count, C·dim, latlen) CPU float32."""
-        if self.grid is None:
-            self.grid = LatentCoordinateGrid(self.model.config)
         coords = self.grid.inference_coordinates(self.seed, first, count, self.truncation)
         if self.model.config.conditions:
             frames = np.arange(first * self.segment_frames, (first + count) * self.segment_frames)

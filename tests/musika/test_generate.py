@@ -218,3 +218,11 @@ def test_any_length_is_one_batched_generator_pass(model, monkeypatch):
         passes.clear()
         generate(model, seconds)
         assert passes == [(0, segments)]
+
+
+def test_bf16_decoders_stay_close_to_fp32(model):
+    exact = generate(model, 2.0, seed=4).astype(np.float64)
+    fast = generate(model, 2.0, seed=4, precision="bf16").astype(np.float64)
+    assert fast.shape == exact.shape
+    snr = 10 * np.log10(np.sum(exact**2) / np.sum((fast - exact) ** 2))
+    assert 30.0 < snr < 80.0  # lossy, but within the 30 dB bound (38 dB on this model)

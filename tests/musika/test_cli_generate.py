@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -101,3 +105,23 @@ def test_stream_to_stdout_and_to_a_file(run_dir, tmp_path):
     _ok("musika", "stream", "--model", run_dir, "--out", out, "--seconds", 1.2, "--seed", 3)
     audio, _ = soundfile.read(out, dtype="float32")
     np.testing.assert_allclose(audio[: round(1.2 * SR)].T, expected[:, : round(1.2 * SR)], atol=1.5 / 32767)
+
+
+def test_ctrl_c_ends_an_endless_stream_to_a_file_and_keeps_it(run_dir, tmp_path):
+    """A real process and a real SIGINT (most of its ~10 s is the child importing torch on this box)."""
+    out = tmp_path / "live.wav"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "orchestrion.cli", "musika", "stream", "--model", str(run_dir), "--out", str(out)]
+    process = subprocess.Popen(  # SIGINT reaches the child even when the test runs as a background job
+        command, env=env, stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+    )
+    deadline = time.monotonic() + 60
+    while not any(p.stat().st_size > 200_000 for p in tmp_path.glob(".live.*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    stderr = process.communicate(timeout=60)[1].decode()
+    assert process.returncode == 0 and "streamed" in stderr
+    info = soundfile.info(out)
+    assert info.samplerate == SR and info.channels == 2 and info.frames >= 40_000
+    assert f"streamed {info.frames / SR:.1f} s" in stderr
+    assert not list(tmp_path.glob(".live.*"))  # no temporary left behind

@@ -621,7 +621,8 @@ def stream_to(
 ) -> int:
     """Write ``stream`` to a binary sink (e.g. stdout) as 16-bit PCM, WAV or raw; returns samples written.
 
-    Without ``seconds`` it runs until the sink closes (``BrokenPipeError``) or the user interrupts.
+    Without ``seconds`` it runs until the sink closes (``BrokenPipeError``) or the user interrupts
+    (Ctrl-C); both end it normally.
     """
     if audio_format not in STREAM_FORMATS:
         raise GenerationError(f"unknown stream format {audio_format!r}; choose from {', '.join(STREAM_FORMATS)}")
@@ -635,6 +636,8 @@ def stream_to(
             sink.write(pcm16(block))
             sink.flush()
             written += block.shape[-1]
+    except KeyboardInterrupt:
+        pass  # the user ended an endless stream: a normal end
     except BrokenPipeError:
         # the reader went away: the stream ends there; point the descriptor at /dev/null so the
         # interpreter's final flush does not fail again (the recipe of Python's signal docs)
@@ -650,13 +653,11 @@ def stream_to_file(stream: MusikaStream, out: Path, *, seconds: float | None = N
     atomically, complete and readable).
     """
     total = None if seconds is None else _num_samples(seconds)
-    written = 0
     with _audio_file(out, len(stream.channels)) as handle:
         try:
-            while total is None or written < total:
-                size = stream.block_samples if total is None else min(stream.block_samples, total - written)
+            while total is None or handle.frames < total:
+                size = stream.block_samples if total is None else min(stream.block_samples, total - handle.frames)
                 handle.write(stream.read(size).T)
-                written += size
         except KeyboardInterrupt:
             pass  # the user ended an endless stream: keep what is there
-    return written
+        return handle.frames

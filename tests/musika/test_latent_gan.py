@@ -23,6 +23,15 @@ from orchestrion.musika.latent_gan import (
 from orchestrion.musika.layers import AddNoise, configure_noise
 
 DEBUG = LatentGANConfig.preset_config("debug")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one thread avoids OpenMP barrier stalls on a busy 2-core machine (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 EXPECTED = {  # preset: (input channels, latent channels, latlen, critic feature)
     "techno": (128, 128, 256, (1024, 4)),
     "piano": (128, 64, 128, (1024, 2)),
@@ -46,6 +55,18 @@ def test_every_preset_has_the_spec_shapes(name: str) -> None:
     assert logit.shape == (1, 1)
     assert features.shape == (1, *feature)
     assert rebuilt.shape == (1, c_lat, latlen)
+
+
+@pytest.mark.parametrize(("name", "generator_m", "critic_m"), [("techno", 14.1, 20.6), ("small", 1.35, 1.31)])
+def test_preset_sizes(name: str, generator_m: float, critic_m: float) -> None:
+    """Parameter counts (millions) quoted in LatentGANConfig.preset_config and the README."""
+    config = LatentGANConfig.preset_config(name, latent_dim=64)
+
+    def millions(module: nn.Module) -> float:
+        return sum(p.numel() for p in module.parameters()) / 1e6
+
+    assert millions(LatentGenerator(config)) == pytest.approx(generator_m, abs=0.05 if name == "techno" else 0.005)
+    assert millions(LatentCritic(config)) == pytest.approx(critic_m, abs=0.05 if name == "techno" else 0.005)
 
 
 def test_techno_generator_follows_the_block_table() -> None:

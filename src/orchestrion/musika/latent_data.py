@@ -18,7 +18,8 @@ Folder layout (format ``orchestrion.latent-chunks``, version 1; spec §9 and §8
   of their own length.
 - ``report.jsonl``: the audio files that were skipped, and why.
 
-:class:`LatentChunkDataset` serves random crops of these chunks to the shared trainer.
+:class:`LatentChunkDataset` serves random crops of these chunks to the shared trainer;
+:func:`orchestrion.musika.latent_prepare.prepare_latents` writes such folders from audio.
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ class LatentChunkDataset(Dataset):
     ``len(dataset)`` = that number of indices: one epoch sees about every frame once.
 
     Args:
-        folder: a folder written by :func:`prepare_latents`.
+        folder: a folder written by :func:`~orchestrion.musika.latent_prepare.prepare_latents`.
         crop_frames: frames per crop (the GAN's ``latlen = 2·seq_len``); no chunk may be shorter.
         conditions: names of the curves to return, in this channel order (subset of ``CONDITION_NAMES``).
         autoencoder_digest: the :func:`~orchestrion.musika.inference.latent_digest` of the autoencoder the

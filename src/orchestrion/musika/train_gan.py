@@ -187,7 +187,7 @@ def write_preview(
 # ----------------------------------------------------------------------------------------- run set-up
 
 
-def _autoencoder_shell(run: LatentGANRunConfig) -> TrainedAutoencoder:
+def autoencoder_shell(run: LatentGANRunConfig) -> TrainedAutoencoder:
     """An autoencoder of ``run``'s sizes with fresh weights (the trainer loads the stored ones on resume)."""
     from orchestrion.musika.autoencoder import Level1Autoencoder, Level2Autoencoder
 
@@ -277,7 +277,7 @@ def train_latent_gan(
         if ckpt.kind != GAN_KIND:
             raise CheckpointError(f"{run_dir}: holds a {ckpt.kind!r} run, not a latent-GAN run to resume")
         run: LatentGANRunConfig = ckpt.config
-        trained = _autoencoder_shell(run)
+        trained = autoencoder_shell(run)
     else:
         overrides: dict[str, Any] = {}
         if beta1 is not None:

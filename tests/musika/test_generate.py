@@ -226,3 +226,12 @@ def test_bf16_decoders_stay_close_to_fp32(model):
     assert fast.shape == exact.shape
     snr = 10 * np.log10(np.sum(exact**2) / np.sum((fast - exact) ** 2))
     assert 30.0 < snr < 80.0  # lossy, but within the 30 dB bound (38 dB on this model)
+
+
+def test_an_endless_stream_holds_bounded_state(model):
+    stream = MusikaStream(model, 9, block_seconds=0.25)
+    for _ in range(120):  # 30 s: 10 generator segments, 41 decoder windows of the debug model
+        next(stream)
+        assert len(stream._segments) <= 2  # the current segment and, at a join, the next one
+        assert stream._pending_samples < stream.block_samples + stream.window_samples
+    assert stream.samples_read == 120 * stream.block_samples

@@ -47,7 +47,7 @@ import hashlib
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -193,9 +193,14 @@ class _ConditionSchedule:
     previous schedule's value to the new curve's over ``glide_frames``.
     """
 
-    def __init__(self, names: tuple[str, ...], curves: dict[str, ConditionCurve], frame_seconds) -> None:
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        curves: dict[str, ConditionCurve],
+        frame_seconds: Callable[[np.ndarray], np.ndarray],  # level-2 frame indices -> audio seconds
+    ) -> None:
         self.names = names
-        self.frame_seconds = frame_seconds  # frame indices (array) -> audio seconds (array)
+        self.frame_seconds = frame_seconds
         self.changes: list[tuple[int, int, dict[str, ConditionCurve]]] = [(0, 0, curves)]
 
     def change(self, first_frame: int, glide_frames: int, curves: dict[str, ConditionCurve]) -> None:

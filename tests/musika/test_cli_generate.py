@@ -86,7 +86,12 @@ def test_generate_bad_arguments_exit_with_one_line(run_dir, tmp_path, capsys):
     save_checkpoint(autoencoder, config=AutoencoderTrainingConfig.preset_config("debug"), modules={})
     other = ["musika", "generate", "--model", autoencoder, "--out", tmp_path / "y.wav", "--seconds", 1]
     assert "must be a Musika latent-GAN run" in _fails(capsys, *other)
-    assert not (tmp_path / "x.wav").exists() and not (tmp_path / "y.wav").exists()
+    assert "--format raw is for --out - only" in _fails(
+        capsys, "musika", "stream", "--model", run_dir, "--out", tmp_path / "z.wav", "--format", "raw"
+    )
+    assert "unknown stream format 'mp3'" in _fails(capsys, "musika", "stream", "--model", run_dir, "--out", "-",
+                                                   "--format", "mp3", "--seconds", 1)
+    assert not any((tmp_path / name).exists() for name in ("x.wav", "y.wav", "z.wav"))
 
 
 def test_stream_to_stdout_and_to_a_file(run_dir, tmp_path):

@@ -349,8 +349,11 @@ def stream(
     from orchestrion.musika.models import load_latent_gan
 
     if out != "-":
+        from orchestrion.errors import OrchestrionError
         from orchestrion.fileio import check_output_path
 
+        if audio_format != "wav":
+            raise OrchestrionError(f"--format {audio_format} is for --out - only; a file's type follows its suffix")
         check_output_path(out, overwrite=overwrite, inputs=[model])
     gan = load_latent_gan(model, resolve_device(device))
     live = MusikaStream(

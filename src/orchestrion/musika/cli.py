@@ -287,3 +287,112 @@ def prepare_latents(
         f"{len(manifest['chunks'])} chunks from {len(sources)} files ({seconds / 60:.1f} min of latents, "
         f"counting overlapping last chunks) written to {out}; {skipped} files skipped (see {out / REPORT_NAME})"
     )
+
+
+@app.command("generate")
+def generate(
+    model: Path = typer.Option(..., "--model", help="Latent-GAN run directory (it holds its autoencoder)."),
+    seconds: float = typer.Option(..., "--seconds", help="Length of the music in seconds (exact; up to hours)."),
+    out: Path = typer.Option(..., "--out", help="Output audio file, .wav or .flac (16-bit, 22.05 kHz)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="The piece: same seed, same music."),
+    note_density: str | None = typer.Option(
+        None, "--note-density", help="Note density 0..1, or a CSV curve 'seconds,value' (conditional models)."
+    ),
+    tempo: str | None = typer.Option(
+        None, "--tempo", help="Tempo in BPM, or a CSV curve 'seconds,value' (conditional models)."
+    ),
+    truncation: float = typer.Option(0.885, "--truncation", help="Truncation of style and anchors: lower is tamer."),
+    mono: bool = typer.Option(False, "--mono", help="One channel (the left latent channel; half the decoding)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, or bf16 (faster on CPUs with bf16 units)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+    png: bool = typer.Option(False, "--png", help="Also write OUT.png: spectrogram of the first two minutes."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+) -> None:
+    """Generate stereo music of any length from a trained latent GAN (written as it is made).
+
+    Conditioning values are constants or curves: a CSV file with the header 'seconds,value',
+    interpolated linearly over time.
+
+    Examples:
+
+      orchestrion musika generate --model runs/gan --seconds 60 --out song.wav --seed 7
+
+      orchestrion musika generate --model runs/piano-gan --seconds 600 --out piano.flac --note-density density.csv
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from orchestrion.fileio import check_output_path
+    from orchestrion.musika.generate import generate_to_file
+    from orchestrion.musika.inference import resolve_device
+    from orchestrion.musika.models import load_latent_gan
+
+    check_output_path(out, overwrite=overwrite, inputs=[model])
+    gan = load_latent_gan(model, resolve_device(device))
+    columns = (TextColumn("[bold]generate"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+               TimeRemainingColumn())
+    with Progress(*columns) as bar:
+        task = bar.add_task("generate", total=seconds)
+        written = generate_to_file(
+            gan, seconds, out, seed, note_density=note_density, tempo=tempo, truncation=truncation, mono=mono,
+            precision=precision, png=png, progress=lambda done, total: bar.update(task, completed=done / 22050),
+        )
+    for path in written:
+        typer.echo(f"wrote {path}")
+
+
+@app.command("stream")
+def stream(
+    model: Path = typer.Option(..., "--model", help="Latent-GAN run directory (it holds its autoencoder)."),
+    out: str = typer.Option(..., "--out", help="'-' for standard output, or an audio file (.wav/.flac)."),
+    seconds: float | None = typer.Option(None, "--seconds", help="Stop after this many seconds (default: never)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="The piece: same seed, same music."),
+    note_density: str | None = typer.Option(None, "--note-density", help="Note density 0..1 or a CSV curve."),
+    tempo: str | None = typer.Option(None, "--tempo", help="Tempo in BPM or a CSV curve."),
+    truncation: float = typer.Option(0.885, "--truncation", help="Truncation of style and anchors."),
+    mono: bool = typer.Option(False, "--mono", help="One channel."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16."),
+    audio_format: str = typer.Option(
+        "wav", "--format", help="With --out -: wav (16-bit, endless header) or raw (s16le, 22050 Hz, interleaved)."
+    ),
+    block_seconds: float = typer.Option(1.0, "--block-seconds", help="Audio per write (latency vs overhead)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output file if it exists."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+) -> None:
+    """Stream endless music, block by block, to standard output or a file (Ctrl-C ends it cleanly).
+
+    The audio equals `musika generate` with the same seed. Messages go to standard error, so
+    standard output carries only audio. First audio comes ≈ 0.1-0.2 s after the model is loaded
+    (full-size techno, 2 CPU cores); the latency is printed at the end.
+
+    Examples:
+
+      orchestrion musika stream --model runs/gan --out - | aplay
+
+      orchestrion musika stream --model runs/gan --out - --format raw | ffplay -f s16le -ar 22050 -ac 2 -
+
+      orchestrion musika stream --model runs/gan --out live.wav --seconds 3600
+    """
+    import sys
+
+    from orchestrion.musika.generate import MusikaStream, stream_to, stream_to_file
+    from orchestrion.musika.inference import resolve_device
+    from orchestrion.musika.models import load_latent_gan
+
+    if out != "-":
+        from orchestrion.errors import OrchestrionError
+        from orchestrion.fileio import check_output_path
+
+        if audio_format != "wav":
+            raise OrchestrionError(f"--format {audio_format} is for --out - only; a file's type follows its suffix")
+        check_output_path(out, overwrite=overwrite, inputs=[model])
+    gan = load_latent_gan(model, resolve_device(device))
+    live = MusikaStream(
+        gan, seed, note_density=note_density, tempo=tempo, truncation=truncation, mono=mono, precision=precision,
+        block_seconds=block_seconds,
+    )
+    if out == "-":
+        written = stream_to(live, sys.stdout.buffer, seconds=seconds, audio_format=audio_format)
+    else:
+        written = stream_to_file(live, Path(out), seconds=seconds)
+    latency = live.first_audio_seconds or 0.0
+    typer.echo(f"streamed {written / 22050:.1f} s (first audio after {latency:.2f} s)", err=True)

@@ -24,7 +24,9 @@ Precisions (``precision=``):
 
 Noise (AddNoise) is drawn exactly like the training modules (one (windows, 1, frames) float32
 normal sample per noisy layer, in layer order, from the given generator), so with the same seed the
-fp32 path reproduces the un-optimised models' output.
+fp32 path reproduces the un-optimised models' output. Wherever a ``noise`` flag is taken, a
+:data:`~orchestrion.musika.layers.NoiseSampler` may be passed instead: it then supplies each layer's
+(windows, 1, frames) draw, in the same layer order (how generation makes noise depend on position).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from orchestrion.musika.autoencoder import Level1Autoencoder, Level2Autoencoder
-from orchestrion.musika.layers import ConvBlock
+from orchestrion.musika.layers import ConvBlock, NoiseSampler
 
 PRECISIONS = ("fp32", "bf16", "bf16-mixed")
 # |fast fp32 - plain| <= FP32_TOLERANCE * max|plain| on the waveform before PCM quantisation, noise on or off;
@@ -89,10 +91,10 @@ class _FastConv(nn.Module):
             self._packed = (x.dtype, packed)
         return self._packed[1]
 
-    def forward(self, x: Tensor, noise: bool, generator: torch.Generator | None) -> Tensor:
+    def forward(self, x: Tensor, noise: bool | NoiseSampler, generator: torch.Generator | None) -> Tensor:
         if self.pad != (0, 0):
             x = F.pad(x, self.pad)  # TF "same" padding; keeps the channels-last layout
-        add_noise = noise and self.noise_scale is not None
+        add_noise = noise is not False and self.noise_scale is not None
         # without noise the activation runs as a oneDNN post-op inside the conv (one pass less)
         attr, scalars = ("none", []) if add_noise else _POST_OPS[self.activation]
         weight = self._packed_weight(x)
@@ -107,7 +109,10 @@ class _FastConv(nn.Module):
         if not add_noise:
             return x
         # the same draw as AddNoise: (N, 1, T) float32 normals, one per frame shared by all channels
-        sample = torch.randn(x.shape[0], 1, x.shape[3], generator=generator, device=x.device)
+        if callable(noise):
+            sample = noise(x.shape[0], x.shape[3]).to(x.device)
+        else:
+            sample = torch.randn(x.shape[0], 1, x.shape[3], generator=generator, device=x.device)
         x.addcmul_(self.noise_scale, sample[:, :, None, :].to(x.dtype))
         return F.silu(x, inplace=True)  # only conv blocks (silu) have noise
 
@@ -178,7 +183,9 @@ class FastDecoder(nn.Module):
         x = latents.reshape(channels, dim, frames // window, window).permute(0, 2, 1, 3)  # batch-major windows
         return x.reshape(-1, dim, 1, window).to(self.dtype).contiguous(memory_format=CHANNELS_LAST)
 
-    def run_level2(self, x: Tensor, noise: bool = False, generator: torch.Generator | None = None) -> Tensor:
+    def run_level2(
+        self, x: Tensor, noise: bool | NoiseSampler = False, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Dec2 on (N, dim, 1, 8) windows -> (N, 128, 1, 64): exactly one Dec1 window per Dec2 window."""
         if self.level2 is None:
             raise ValueError("this FastDecoder was built without a level-2 model")
@@ -186,7 +193,9 @@ class FastDecoder(nn.Module):
             x = layer(x, noise, generator)
         return x
 
-    def run_level1(self, x: Tensor, noise: bool = False, generator: torch.Generator | None = None) -> Tensor:
+    def run_level1(
+        self, x: Tensor, noise: bool | NoiseSampler = False, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Dec1 on (N, 128, 1, 64) windows -> (N, 64, 1026) frame-major output clipped to [-1, 1]."""
         skips = [self.stem(x, noise, generator)]
         for layer in self.down:
@@ -199,13 +208,16 @@ class FastDecoder(nn.Module):
         return out.permute(0, 2, 3, 1).reshape(out.shape[0], -1, out.shape[1])  # a view, no copy
 
     @torch.inference_mode()
-    def decode(self, latents: Tensor, noise: bool = False, generator: torch.Generator | None = None) -> Tensor:
+    def decode(
+        self, latents: Tensor, noise: bool | NoiseSampler = False, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Latents of C channels -> decoder output frames in time-major layout.
 
         Args:
             latents: (C, dim, F) level-2 latents (F a multiple of the Dec2 window) or, for a decoder
                 built without level 2, (C, 128, F) level-1 latents (F a multiple of 64).
-            noise: sample the decoders' noise (as the un-optimised models do by default).
+            noise: sample the decoders' noise (as the un-optimised models do by default), or a
+                sampler supplying it (rows in the order of :meth:`to_windows`).
             generator: random generator for the noise (None: the global one).
         Returns:
             (C, K, 1026) Dec1 output clipped to [-1, 1], K level-1 frames: ``[..., :513]`` is the
@@ -232,5 +244,3 @@ def freeze(
     """
     return FastDecoder(level1, level2, precision)
 
-
-fast_decoder = freeze  # the name callers of the former cached version use; it now always builds a new snapshot

@@ -6,9 +6,15 @@ this with (1, k) 2-D kernels on (B, 1, T, C)).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+# (rows, frames) -> (rows, 1, frames) float32 standard normals: noise that a caller controls, e.g. drawn per
+# position so that a sequence decoded in any batching gets the same noise (orchestrion.musika.generate)
+NoiseSampler = Callable[[int, int], Tensor]
 
 
 def he_uniform_(module: nn.Module) -> None:
@@ -28,7 +34,8 @@ class AddNoise(nn.Module):
     """``x + b·n`` with ``n ~ N(0, 1)`` of shape (B, 1, T): one value per frame, shared by all channels.
 
     ``b`` is a learned scalar starting at 0. Noise is sampled at inference too (as the reference);
-    :func:`configure_noise` switches it off or makes it reproducible with a ``torch.Generator``.
+    :func:`configure_noise` switches it off or makes it reproducible with a ``torch.Generator``;
+    a ``sampler`` (:data:`NoiseSampler`), when set, supplies the noise instead of the generator.
     """
 
     def __init__(self) -> None:
@@ -37,13 +44,17 @@ class AddNoise(nn.Module):
         self.scale = nn.Parameter(torch.zeros(()))
         self.enabled = True
         self.generator: torch.Generator | None = None
+        self.sampler: NoiseSampler | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.enabled:
             return x
-        noise = torch.randn(
-            x.shape[0], 1, x.shape[2], generator=self.generator, device=x.device, dtype=x.dtype
-        )
+        if self.sampler is not None:
+            noise = self.sampler(x.shape[0], x.shape[2]).to(x.device, x.dtype)
+        else:
+            noise = torch.randn(
+                x.shape[0], 1, x.shape[2], generator=self.generator, device=x.device, dtype=x.dtype
+            )
         return x + self.scale * noise
 
 

@@ -73,7 +73,8 @@ def test_folder_evaluation_errors_and_report_json(tmp_path) -> None:
         evaluate_reconstruction(tmp_path, tmp_path)
     with pytest.raises(DataError, match="too short"):
         reconstruction_metrics(np.zeros(2000, np.float32), np.zeros(2000, np.float32))
-    report = ReconstructionReport(model="m", reference_dir="r", files=[{"file": "a.wav", "lsd_db": 1.0}],
-                                  mean={"lsd_db": 1.0})
+    report = ReconstructionReport(
+        model="m", reference_dir="r", files=[{"file": "a.wav", "lsd_db": 1.0}], mean={"lsd_db": 1.0}
+    )
     written = report.to_json(tmp_path / "out" / "report.json")
     assert json.loads(written.read_text())["files"][0] == {"file": "a.wav", "lsd_db": 1.0}

@@ -130,25 +130,37 @@ def _systems(oracle_phase: bool, baselines: bool) -> list[str]:
     return [first, *((GRIFFIN_LIM, RANDOM_PHASE, FRONT_END) if baselines else ())]
 
 
-def score_file(
-    wave: np.ndarray, model, *, oracle_phase: bool, baselines: bool = True, griffin_lim_iterations: int = 32
-) -> dict[str, dict[str, float | None]]:
-    """Every system's measures for one mono file ``wave`` (L,) at 22.05 kHz; see the module docstring."""
+@dataclass
+class Reconstructions:
+    """Every system's audio for one file, plus what the decoder's magnitude error needs.
+
+    ``waves[system]`` is (L,) float32 at 22.05 kHz, aligned with and as long as the reference,
+    clipped to [-1, 1]; ``feature_l1`` is the decoder's normalised log-power error (module docstring).
+    """
+
+    waves: dict[str, Tensor]
+    feature_l1: float
+
+
+def reconstruct_systems(
+    wave: np.ndarray | Tensor, model, *, oracle_phase: bool, baselines: bool = True, griffin_lim_iterations: int = 32
+) -> Reconstructions:
+    """The model's (or its magnitude's) audio and the baselines' for one mono file ``wave`` (L,) at 22.05 kHz."""
     from orchestrion.audio.phase import griffin_lim, random_phase
     from orchestrion.audio.spectral import HOP, denormalise_magnitude, istft, log_magnitude, spectral_frames, stft
-    from orchestrion.evaluation.reconstruction import si_sdr
     from orchestrion.musika.codec import PAD, encode_audio, padded_frames
 
     reference = torch.as_tensor(np.asarray(wave, dtype=np.float32)).reshape(1, -1)  # (1, L)
     length = reference.shape[-1]
     frames = padded_frames(length, model.level1.config.window_frames)
-    padded = F.pad(reference, (PAD, HOP * frames - length))  # (1, 256·K + 768), as the codec
+    padded = F.pad(reference, (PAD, HOP * frames - length))  # (1, 256·K + 768), as the codec pads
     spectrum = stft(padded)  # (1, 513, K)
     features = log_magnitude(spectrum)
     input_phase = torch.angle(spectrum) / math.pi
 
     magnitude, phase = decode_spectrogram(encode_audio(reference, model.level1, model.level2), model)
     inside = slice(PAD // HOP, PAD // HOP + spectral_frames(length))  # frames wholly inside the file
+    feature_l1 = float((magnitude - features)[..., inside].abs().mean())
     waves: dict[str, Tensor] = {}
     if oracle_phase:
         waves[MODEL_ORACLE_PHASE] = istft(denormalise_magnitude(magnitude), input_phase)
@@ -160,17 +172,25 @@ def score_file(
         waves[GRIFFIN_LIM] = istft(exact, griffin_lim(exact, griffin_lim_iterations, generator=generator))
         waves[RANDOM_PHASE] = istft(exact, random_phase(exact, generator))
         waves[FRONT_END] = istft(denormalise_magnitude(features), input_phase)
+    trimmed = {system: rebuilt[0, PAD : PAD + length].clamp(-1.0, 1.0) for system, rebuilt in waves.items()}
+    return Reconstructions(trimmed, feature_l1)
 
-    reference_1d = reference[0].double()
-    silent_reference = float((reference_1d - reference_1d.mean()).square().sum()) == 0.0
+
+def score_file(
+    wave: np.ndarray, model, *, oracle_phase: bool, baselines: bool = True
+) -> dict[str, dict[str, float | None]]:
+    """Every system's measures (:data:`METRICS`) for one mono file ``wave`` (L,) at 22.05 kHz."""
+    from orchestrion.evaluation.reconstruction import si_sdr
+
+    rebuilt = reconstruct_systems(wave, model, oracle_phase=oracle_phase, baselines=baselines)
+    reference = torch.as_tensor(np.asarray(wave)).reshape(-1).double()
+    silent_reference = float((reference - reference.mean()).square().sum()) == 0.0
     scores: dict[str, dict[str, float | None]] = {}
-    for system, rebuilt in waves.items():
-        estimate = rebuilt[0, PAD : PAD + length].clamp(-1.0, 1.0).double()
-        row: dict[str, float | None] = dict(spectral_distances(reference_1d, estimate))
+    for system, estimate in rebuilt.waves.items():
+        row: dict[str, float | None] = dict(spectral_distances(reference, estimate))
         matched = system in PHASE_MATCHED and not silent_reference
-        row["si_sdr_db"] = si_sdr(reference_1d, estimate) if matched else None
-        is_model = system in (MODEL, MODEL_ORACLE_PHASE)
-        row["feature_l1"] = float((magnitude - features)[..., inside].abs().mean()) if is_model else None
+        row["si_sdr_db"] = si_sdr(reference, estimate) if matched else None
+        row["feature_l1"] = rebuilt.feature_l1 if system in (MODEL, MODEL_ORACLE_PHASE) else None
         scores[system] = row
     return scores
 
@@ -242,6 +262,15 @@ METRIC_HEADERS = {
 }
 
 
+SYSTEM_LABELS = {  # short names for an 80-column console; the JSON keeps the full ones
+    MODEL: "model",
+    MODEL_ORACLE_PHASE: "model mag. + input phase",
+    GRIFFIN_LIM: "Griffin-Lim phase",
+    RANDOM_PHASE: "random phase",
+    FRONT_END: "front end round trip",
+}
+
+
 def report_tables(report: AutoencoderQualityReport):
     """Two rich tables: the mean of every measure per system, and the headline log-mel distance per file."""
     from rich.table import Table
@@ -249,17 +278,20 @@ def report_tables(report: AutoencoderQualityReport):
     def shown(value: float | None) -> str:
         return "—" if value is None else f"{value:.4g}"
 
-    means = Table(title=f"{report.model} on {len(report.files)} file(s): mean (lower is better but SI-SDR)")
+    means = Table(
+        title=f"{report.model}: mean over {len(report.files)} file(s)",
+        caption="lower is better (SI-SDR: higher); baselines use the exact input magnitude, Griffin-Lim 32 iterations",
+    )
     means.add_column("system")
     for metric in METRICS:
         means.add_column(METRIC_HEADERS[metric], justify="right")
     for system in report.systems:
         style = "bold" if system in (MODEL, MODEL_ORACLE_PHASE) else ""
-        means.add_row(system, *(shown(report.mean[system][metric]) for metric in METRICS), style=style)
+        means.add_row(SYSTEM_LABELS[system], *(shown(report.mean[system][m]) for m in METRICS), style=style)
     per_file = Table(title="log-mel distance per file")
     per_file.add_column("file")
     for system in report.systems:
-        per_file.add_column(system, justify="right")
+        per_file.add_column(SYSTEM_LABELS[system], justify="right")
     for row in report.files:
         per_file.add_row(str(row["file"]), *(shown(row[system]["log_mel_distance"]) for system in report.systems))
     return means, per_file

@@ -120,7 +120,9 @@ def log_mel_distance(
     ref, est = _pair(reference, estimate)
     total = 0.0
     for n_fft in fft_sizes:
-        mel = torch.einsum("mf,sft->smt", mel_filterbank(n_fft, n_mels), _magnitudes(ref, est, n_fft, n_fft // 4))
+        bank = mel_filterbank(n_fft, n_mels)
+        # one product per signal: the same kernel on both, so identical inputs give identical bits
+        mel = torch.stack([bank @ magnitude for magnitude in _magnitudes(ref, est, n_fft, n_fft // 4)])
         logs = _relative_log(mel, torch.log10, top_db, magnitude=True)
         total += float((logs[0] - logs[1]).abs().mean())
     return total / len(fft_sizes)

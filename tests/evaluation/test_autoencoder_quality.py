@@ -114,6 +114,16 @@ def test_a_phase2_model_reports_no_si_sdr_and_bad_files_are_skipped(setup, tmp_p
         evaluate_autoencoder(data, setup["phase2"], baselines=False, progress=False)
 
 
+def test_missing_or_empty_folders_are_refused(setup, tmp_path) -> None:
+    from orchestrion.errors import DataError
+
+    with pytest.raises(DataError, match="does not exist"):
+        evaluate_autoencoder(tmp_path / "missing", setup["phase2"], progress=False)
+    (tmp_path / "notes.txt").write_text("no audio")
+    with pytest.raises(DataError, match="no audio files"):
+        evaluate_autoencoder(tmp_path, setup["phase2"], progress=False)
+
+
 def _exit_2(capsys, *args) -> str:
     from orchestrion.cli import main
 

@@ -40,7 +40,7 @@ def reconstruction_command(
     """
     from rich.console import Console
 
-    from orchestrion.evaluation.autoencoder_quality import evaluate_autoencoder, report_tables
+    from orchestrion.evaluation.autoencoder_quality import PHASE_MATCHED, evaluate_autoencoder, report_tables
     from orchestrion.fileio import SkipReport, check_output_path
 
     if json_out is not None:
@@ -49,6 +49,10 @@ def reconstruction_command(
     console = Console()
     for table in report_tables(report):
         console.print(table)
+    if any(
+        row[system]["si_sdr_db"] is None for row in report.files for system in report.systems if system in PHASE_MATCHED
+    ):
+        typer.echo("SI-SDR is undefined for a silent reference; the mean is over the other files")
     for entry in report.skipped:
         console.print(f"[yellow]skipped {entry['file']}: {entry['reason']}[/]", soft_wrap=True)
     if json_out is not None:

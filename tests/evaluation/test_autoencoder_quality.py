@@ -25,7 +25,8 @@ from orchestrion.evaluation.autoencoder_quality import (
     reconstruct_systems,
 )
 from orchestrion.musika.config import AutoencoderTrainingConfig
-from orchestrion.musika.train import build_modules, load_autoencoder
+from orchestrion.musika.models import load_autoencoder
+from orchestrion.musika.train import build_modules
 
 runner = CliRunner()
 

@@ -18,7 +18,8 @@ from orchestrion.musika.config import (
     default_steps,
 )
 from orchestrion.musika.inference import reconstruct
-from orchestrion.musika.train import build_modules, load_autoencoder, train_autoencoder
+from orchestrion.musika.models import load_autoencoder
+from orchestrion.musika.train import build_modules, train_autoencoder
 
 
 def _parameters(config: AutoencoderTrainingConfig, *names: str) -> int:

@@ -217,7 +217,7 @@ def evaluate_autoencoder(
     from orchestrion.audio.io import collect_audio_files, load_audio
     from orchestrion.fileio import SkipReport
     from orchestrion.musika.inference import resolve_device
-    from orchestrion.musika.train import load_autoencoder
+    from orchestrion.musika.models import load_autoencoder
 
     reference_dir = Path(reference_dir)
     files = collect_audio_files(reference_dir)

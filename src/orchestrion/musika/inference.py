@@ -1,7 +1,7 @@
 """Apply a trained Musika autoencoder to files: encode, decode, reconstruct, compare.
 
 Thin file-level layer over :mod:`orchestrion.musika.codec` (which does the arbitrary-length
-chunked maths) and :func:`orchestrion.musika.train.load_autoencoder` (which rebuilds a model
+chunked maths) and :func:`orchestrion.musika.models.load_autoencoder` (which rebuilds a model
 from a level-1 or a self-contained level-2 run directory). The CLI commands
 ``orchestrion musika encode|decode|reconstruct`` call these functions.
 
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from orchestrion.errors import CheckpointError, DataError
-from orchestrion.musika.train import TrainedAutoencoder, load_autoencoder
+from orchestrion.musika.models import TrainedAutoencoder, load_autoencoder
 
 DECODE_SEED = 0
 

@@ -38,6 +38,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -47,6 +48,11 @@ from torch import Tensor
 from orchestrion.errors import AudioError, ConfigError, DataError
 from orchestrion.evaluation.spectral_metrics import MIN_SAMPLES, SPECTRAL_METRICS, spectral_distances
 from orchestrion.fileio import atomic_write_text
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from orchestrion.musika.models import TrainedAutoencoder
 
 MODEL = "model"
 MODEL_ORACLE_PHASE = "model magnitude + input phase"
@@ -81,7 +87,7 @@ class AutoencoderQualityReport:
         return Path(path)
 
 
-def _check_mode(model, model_path: str | Path, oracle_phase: bool) -> None:
+def _check_mode(model: TrainedAutoencoder, model_path: str | Path, oracle_phase: bool) -> None:
     magnitude_only = not model.level1.config.with_phase
     if oracle_phase and not magnitude_only:
         raise ConfigError(
@@ -96,7 +102,9 @@ def _check_mode(model, model_path: str | Path, oracle_phase: bool) -> None:
         )
 
 
-def decode_spectrogram(latents: Tensor, model, seed: int = EVALUATION_SEED, block_windows: int = 32):
+def decode_spectrogram(
+    latents: Tensor, model: TrainedAutoencoder, seed: int = EVALUATION_SEED, block_windows: int = 32
+) -> tuple[Tensor, Tensor | None]:
     """Decoder outputs of an autoencoder for (C, dim, frames) latents, block by block.
 
     Returns ``(magnitude, phase)``: (C, 513, K) normalised log-power in [-1, 1] and phase / π, float32
@@ -143,7 +151,12 @@ class Reconstructions:
 
 
 def reconstruct_systems(
-    wave: np.ndarray | Tensor, model, *, oracle_phase: bool, baselines: bool = True, griffin_lim_iterations: int = 32
+    wave: np.ndarray | Tensor,
+    model: TrainedAutoencoder,
+    *,
+    oracle_phase: bool,
+    baselines: bool = True,
+    griffin_lim_iterations: int = 32,
 ) -> Reconstructions:
     """The model's (or its magnitude's) audio and the baselines' for one mono file ``wave`` (L,) at 22.05 kHz."""
     from orchestrion.audio.phase import griffin_lim, random_phase
@@ -177,7 +190,7 @@ def reconstruct_systems(
 
 
 def score_file(
-    wave: np.ndarray, model, *, oracle_phase: bool, baselines: bool = True
+    wave: np.ndarray, model: TrainedAutoencoder, *, oracle_phase: bool, baselines: bool = True
 ) -> dict[str, dict[str, float | None]]:
     """Every system's measures (:data:`METRICS`) for one mono file ``wave`` (L,) at 22.05 kHz."""
     from orchestrion.evaluation.reconstruction import si_sdr
@@ -271,7 +284,7 @@ SYSTEM_LABELS = {  # short names for an 80-column console; the JSON keeps the fu
 }
 
 
-def report_tables(report: AutoencoderQualityReport):
+def report_tables(report: AutoencoderQualityReport) -> tuple[Table, Table]:
     """Two rich tables: the mean of every measure per system, and the headline log-mel distance per file."""
     from rich.table import Table
 

@@ -239,6 +239,17 @@ def test_cli_writes_markdown_and_json_and_protects_outputs(write_set: Callable[.
     again = CliRunner().invoke(app, args)
     assert again.exit_code != 0 and "exists; pass --overwrite" in str(again.exception)
     assert CliRunner().invoke(app, [*args, "--overwrite"]).exit_code == 0
-    same = CliRunner().invoke(app, ["evaluate", "symbolic", str(reference), str(generated), "--markdown",
-                                    str(tmp_path / "x.md"), "--json", str(tmp_path / "x.md")])
+    same = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "symbolic",
+            str(reference),
+            str(generated),
+            "--markdown",
+            str(tmp_path / "x.md"),
+            "--json",
+            str(tmp_path / "x.md"),
+        ],
+    )
     assert same.exit_code != 0 and "name the same file" in str(same.exception)

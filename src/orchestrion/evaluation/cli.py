@@ -15,10 +15,22 @@ def reconstruction_command(
     model: Path = typer.Option(..., "--model", help="Musika autoencoder run directory (level 1 or 2)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON here."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    oracle_phase: bool = typer.Option(
+        False, "--oracle-phase", help="Score a magnitude-only (phase-1) model with the input's own phase."
+    ),
+    baselines: bool = typer.Option(
+        True, "--baselines/--no-baselines", help="Also score exact magnitude + Griffin-Lim / random phase."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the --json file if it exists."),
 ) -> None:
-    """Reconstruct every file with a Musika autoencoder; report multi-scale spectral distance,
-    log-spectral distance (dB, lower is better) and SI-SDR (dB, higher is better), per file and mean.
+    """Reconstruct every file with a Musika autoencoder and score it next to phase baselines: multi-resolution
+    log-mel distance (the headline), multi-scale spectral distance, log-spectral distance (all ≈ 0 for a
+    perfect reconstruction, floors 80 dB under each file's peak), SI-SDR where the phase is the input's,
+    and the decoder's feature L1. Baselines: exact magnitude + Griffin-Lim (32 iterations) or random
+    phase, and the front end's own round trip.
+
+    A phase-1 model has no phase: score it with --oracle-phase (its magnitude, the input's phase);
+    a phase-2 model is refused with --oracle-phase.
 
     Unreadable or too short files are skipped (listed, and in report.jsonl next to --json). SI-SDR is
     undefined for a silent reference and shown as "undefined". An existing --json file is replaced
@@ -27,41 +39,33 @@ def reconstruction_command(
     Example:
 
       orchestrion evaluate reconstruction held_out/ --model runs/ae_l1_p2 --json report.json
+
+      orchestrion evaluate reconstruction held_out/ --model runs/ae_l1_p1 --oracle-phase
     """
     from rich.console import Console
-    from rich.table import Table
 
-    from orchestrion.evaluation.reconstruction import METRIC_NAMES, evaluate_reconstruction
+    from orchestrion.evaluation.autoencoder_quality import PHASE_MATCHED, evaluate_autoencoder, report_tables
     from orchestrion.fileio import SkipReport, check_output_path
 
     if json_out is not None:
         check_output_path(json_out, overwrite=overwrite, inputs=[reference_dir])
-    report = evaluate_reconstruction(reference_dir, model, device=device)
-
-    def shown(value: float | None, bold: bool = False) -> str:
-        text = "undefined" if value is None else f"{value:.3f}"
-        return f"[bold]{text}" if bold else text
-
-    table = Table(title=f"reconstruction by {report.model}")
-    table.add_column("file")
-    headers = {"multiscale_spectral_distance": "MSD ↓", "lsd_db": "LSD dB ↓", "si_sdr_db": "SI-SDR dB ↑"}
-    for name in METRIC_NAMES:
-        table.add_column(headers[name], justify="right")
-    for row in report.files:
-        table.add_row(str(row["file"]), *(shown(row[name]) for name in METRIC_NAMES))
-    table.add_row("[bold]mean", *(shown(report.mean[name], bold=True) for name in METRIC_NAMES))
-    Console().print(table)
-    if any(row["si_sdr_db"] is None for row in report.files):
+    report = evaluate_autoencoder(reference_dir, model, oracle_phase=oracle_phase, baselines=baselines, device=device)
+    console = Console()
+    for table in report_tables(report):
+        console.print(table)
+    if any(
+        row[system]["si_sdr_db"] is None for row in report.files for system in report.systems if system in PHASE_MATCHED
+    ):
         typer.echo("SI-SDR is undefined for a silent reference; the mean is over the other files")
     for entry in report.skipped:
-        typer.secho(f"skipped {entry['file']}: {entry['reason']}", fg="yellow", err=True)
+        console.print(f"[yellow]skipped {entry['file']}: {entry['reason']}[/]", soft_wrap=True)
     if json_out is not None:
         report.to_json(json_out)
         typer.echo(f"report written to {json_out}")
         if report.skipped:
-            skipped = SkipReport()
-            skipped.skipped = report.skipped
-            skipped.write(json_out.parent / "report.jsonl")
+            skips = SkipReport()
+            skips.skipped = report.skipped
+            typer.echo(f"skipped files listed in {skips.write(json_out.parent / 'report.jsonl')}")
 
 
 @app.command("fad")

@@ -38,10 +38,16 @@ def train_ae(
     preset: str = typer.Option(
         "techno",
         "--preset",
-        help="Model sizes: piano, techno or debug (tiny). Phase 2 and --resume keep the sizes of their run.",
+        help="Model sizes: piano, techno, small (CPU-sized) or debug (tiny). Phase 2 and --resume keep the sizes "
+        "of their run.",
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
-    steps: int | None = typer.Option(None, "--steps", min=1, help="Total steps (default: 1M level 1, 400k level 2)."),
+    steps: int | None = typer.Option(
+        None,
+        "--steps",
+        min=1,
+        help="Total steps (default: 1M level 1, 400k level 2; small: phase 1/2 20k/1k level 1, 5k/1k level 2).",
+    ),
     init: Path | None = typer.Option(None, "--init", help="Phase 2: the phase-1 run to start from."),
     level1: Path | None = typer.Option(None, "--level1", help="Level 2: the finished level-1 (phase-2) run."),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Override the preset's batch size."),

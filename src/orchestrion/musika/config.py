@@ -26,6 +26,42 @@ def _valid_length(length: int, kernel: int, stride: int) -> int:
     return (length - kernel) // stride + 1
 
 
+# --------------------------------------------------------------------------------------------- small
+# The `small` preset: the best quality per CPU-hour on 2 cores (issue 13), for users without a GPU
+# and for the bundled models. Between `debug` (a test fixture, 16-32 channels) and the paper's sizes.
+#
+# Widths: the reference widths x 1/4, latent interface kept (128 level-1 dims, ratio 8 x 64 level-2
+# dims), so level 2 and the latent GAN are unchanged. Forward cost per STFT frame (encoder + phase-1
+# decoder, counted by benchmarks/musika_ae_preset_speed.py): debug 33 k MAC, x1/8 209 k, small
+# (x1/4) 563 k, x1/2 1.69 M, reference 5.62 M. Phase-1 training for 150 s each on 8 wesnoth tracks,
+# batch 32, lr 3e-4, 1 thread (2-core machine shared with other jobs, 1-min load 1.7-5.1):
+#   x1/8     6.57 steps/s   986 steps  L1 0.1025   (load 2.9)
+#   x1/4     3.66 steps/s   549 steps  L1 0.0934   (load 3.9)  <- lowest loss for the same CPU time
+#   x1/2     1.44 steps/s   216 steps  L1 0.0985   (load 1.7; 1.22 steps/s, L1 0.1003 at load 5.1)
+#   x1/4 b16 3.12 steps/s   468 steps  L1 0.1068   (load 3.5): batch 16 is worse than 32 per second
+# x1/8 is short of capacity already (more steps, higher loss); x1/2 learns more per step but
+# costs 3x the MACs and would get only ~15 k steps in 3 hours. Torch with 2 threads ran ~5x slower
+# than with 1 on the loaded machine (thread contention), so these are 1-thread numbers.
+# Discriminator: its 2-D convs dominate a phase-2 step (batch 32, 1 thread, load ~4: D at the
+# reference widths / 8 = 16-128 channels 4.1 s, at 8-64 channels 1.75 s, the decoder side
+# ~1.7 s), so it is 1/8 of the reference widths.
+# Learning rate 3e-4: 3x the paper's 1e-4, which is tuned for 1 M steps; not swept further.
+# Steps (defaults when --steps is not given): level 1 phase 1 20 k (~1.5 h at 3.7 steps/s), phase 2
+# 1 k (~1 h at ~3.5 s/step); level 2 phase 1 5 k (~1 h at 1.6 steps/s), phase 2 1 k.
+SMALL_LEVEL1 = {
+    "encoder_channels": (136, 144, 160, 176, 192),
+    "decoder_channels": (192, 128, 96, 80),
+    "decoder_head_channels": 320,
+}
+SMALL_LEVEL2 = {
+    "encoder_channels": (64, 128, 160, 160, 192, 192),
+    "decoder_channels": (192, 192, 160, 128, 96),
+}
+SMALL_DISCRIMINATOR = (8, 16, 32, 64, 64)
+SMALL_TRAINING = {"batch_size": 32, "learning_rate": 3e-4}
+SMALL_STEPS = {(1, 1): 20_000, (1, 2): 1_000, (2, 1): 5_000, (2, 2): 1_000}  # (level, phase) -> steps
+
+
 @register_config("musika.level1")
 @dataclass(frozen=True)
 class Level1Config:
@@ -67,6 +103,7 @@ class Level1Config:
                 "decoder_channels": (24, 20, 16, 16),
                 "decoder_head_channels": 32,
             },
+            "small": SMALL_LEVEL1,
         }
         if name not in presets:
             raise ConfigError(f"unknown level-1 preset {name!r}; choose from {sorted(presets)}")
@@ -159,6 +196,7 @@ class Level2Config:
                 "encoder_channels": (16, 16, 16, 16, 16, 16),
                 "decoder_channels": (16, 16, 16, 16, 16),
             },
+            "small": SMALL_LEVEL2,
         }
         if name not in presets:
             raise ConfigError(f"unknown level-2 preset {name!r}; choose from {sorted(presets)}")
@@ -197,14 +235,21 @@ class DiscriminatorConfig:
         """``"debug"`` is tiny (milliseconds per step on CPU); every other preset uses the spec widths."""
         if name == "debug":
             return cls(channels=(8, 16, 16, 16, 16))
+        if name == "small":
+            return cls(channels=SMALL_DISCRIMINATOR)
         return cls()
 
 
 KIND = "musika.autoencoder_training"
-PRESETS = ("piano", "techno", "debug")
+PRESETS = ("piano", "techno", "debug", "small")
 EDGE_SAMPLES = 768  # n_fft − hop: samples at each end that the iSTFT cannot rebuild
 # Spec §5: 1 M iterations per phase for level 1, 400 k for level 2.
 DEFAULT_STEPS = {1: 1_000_000, 2: 400_000}
+
+
+def default_steps(preset: str, level: int, phase: int) -> int:
+    """Steps of a run when ``--steps`` is not given: spec §5 for the paper's sizes, :data:`SMALL_STEPS` for small."""
+    return SMALL_STEPS[(level, phase)] if preset == "small" else DEFAULT_STEPS[level]
 
 
 @register_config(KIND)
@@ -256,7 +301,8 @@ class AutoencoderTrainingConfig:
         """Sizes of a named preset for a (level, phase): ``piano``/``techno`` (spec sizes) or ``debug`` (tiny)."""
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; choose from {list(PRESETS)}")
-        level1 = Level1Config.preset("debug" if name == "debug" else "default", with_phase=level == 2 or phase == 2)
+        level1_sizes = name if name in ("debug", "small") else "default"
+        level1 = Level1Config.preset(level1_sizes, with_phase=level == 2 or phase == 2)
         values: dict[str, Any] = {
             "level": level,
             "phase": phase,
@@ -268,6 +314,8 @@ class AutoencoderTrainingConfig:
         }
         if name == "debug":
             values["learning_rate"] = 3e-3  # tiny models tolerate larger steps; tests must converge in seconds
+        if name == "small":
+            values.update(SMALL_TRAINING)
         return cls(**{**values, **overrides})
 
 

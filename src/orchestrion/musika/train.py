@@ -52,9 +52,9 @@ from orchestrion.musika.autoencoder import (
     Level2Encoder,
 )
 from orchestrion.musika.config import (
-    DEFAULT_STEPS,
     EDGE_SAMPLES,
     AutoencoderTrainingConfig,
+    default_steps,
 )
 from orchestrion.musika.discriminators import (
     SpectrogramDiscriminator,
@@ -307,7 +307,8 @@ def train_autoencoder(
 
     ``data_dir``: any folder of audio files (recursive). ``run_dir``: output run directory
     (checkpoints, ``metrics.jsonl``, ``loss_curve.png``). ``steps``: total optimizer steps
-    of this run (default: spec §5, 1 M for level 1 and 400 k for level 2). See the module
+    of this run (default: spec §5, 1 M for level 1 and 400 k for level 2; ``small``: fewer,
+    :data:`~orchestrion.musika.config.SMALL_STEPS`). See the module
     docstring for ``init``, ``level1`` and ``resume``.
     """
     from orchestrion.musika.data import DEFAULT_CACHE_BYTES, AudioCropDataset
@@ -336,7 +337,7 @@ def train_autoencoder(
         cache_bytes=DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes,
     )
     trainer_config = TrainerConfig(
-        max_steps=steps if steps is not None else DEFAULT_STEPS[level],
+        max_steps=steps if steps is not None else default_steps(config.preset, config.level, config.phase),
         batch_size=batch_size or config.batch_size,
         num_workers=workers,
         checkpoint_every=checkpoint_every,

@@ -1,0 +1,158 @@
+"""`evaluate reconstruction`: a model next to its phase baselines, --oracle-phase, skipped files, the CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from orchestrion.audio.io import save_audio
+from orchestrion.checkpoint import save_checkpoint
+from orchestrion.errors import ConfigError, OrchestrionError
+from orchestrion.evaluation.autoencoder_quality import (
+    FRONT_END,
+    GRIFFIN_LIM,
+    METRICS,
+    MODEL,
+    MODEL_ORACLE_PHASE,
+    RANDOM_PHASE,
+    evaluate_autoencoder,
+    reconstruct_systems,
+)
+from orchestrion.musika.config import AutoencoderTrainingConfig
+from orchestrion.musika.models import load_autoencoder
+from orchestrion.musika.train import build_modules
+
+runner = CliRunner()
+
+
+def _save_model(path: Path, level: int, phase: int) -> Path:
+    """A debug-size autoencoder checkpoint with fresh weights (the scoring, not the training, is under test)."""
+    torch.manual_seed(0)
+    config = AutoencoderTrainingConfig.preset_config("debug", level=level, phase=phase)
+    return save_checkpoint(path, config=config, modules=build_modules(config))
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, chorale) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("quality")
+    data = root / "data"
+    save_audio(data / "chorale.wav", chorale[None, : 3 * 22050].astype(np.float32), subtype="FLOAT")
+    return {
+        "root": root,
+        "data": data,
+        "phase1": _save_model(root / "phase1", 1, 1),
+        "phase2": _save_model(root / "phase2", 1, 2),
+        "level2": _save_model(root / "level2", 2, 1),
+    }
+
+
+@pytest.fixture(scope="module")
+def oracle_report(setup):
+    return evaluate_autoencoder(setup["data"], setup["phase1"], oracle_phase=True, device="cpu", progress=False)
+
+
+def test_a_phase1_model_is_scored_with_the_input_phase_next_to_the_baselines(oracle_report) -> None:
+    report = oracle_report
+    assert report.oracle_phase and report.systems == [MODEL_ORACLE_PHASE, GRIFFIN_LIM, RANDOM_PHASE, FRONT_END]
+    assert [row["file"] for row in report.files] == ["chorale.wav"]
+    mean = report.mean
+    # the front end's own round trip is the ceiling: ≈ 0 next to the random-phase floor
+    for metric in ("log_mel_distance", "multiscale_spectral_distance", "lsd_db"):
+        assert mean[FRONT_END][metric] <= 1e-3 * mean[RANDOM_PHASE][metric], metric
+    assert mean[GRIFFIN_LIM]["log_mel_distance"] < 0.3 * mean[RANDOM_PHASE]["log_mel_distance"]
+    # SI-SDR only where the phase is the input's; feature L1 only for the model
+    assert mean[FRONT_END]["si_sdr_db"] > 60 and np.isfinite(mean[MODEL_ORACLE_PHASE]["si_sdr_db"])
+    assert mean[GRIFFIN_LIM]["si_sdr_db"] is None and mean[RANDOM_PHASE]["si_sdr_db"] is None
+    assert mean[MODEL_ORACLE_PHASE]["feature_l1"] > 0 and mean[FRONT_END]["feature_l1"] is None
+    # an untrained decoder is far from the input
+    assert mean[MODEL_ORACLE_PHASE]["log_mel_distance"] > mean[GRIFFIN_LIM]["log_mel_distance"]
+    assert set(mean[FRONT_END]) == set(METRICS)
+
+
+def test_the_model_row_is_the_audio_the_codec_makes(setup) -> None:
+    from orchestrion.audio.io import load_audio
+    from orchestrion.musika.inference import reconstruct
+
+    wave = load_audio(setup["data"] / "chorale.wav", channels=1)
+    for name in ("phase2", "level2"):
+        model = load_autoencoder(setup[name])
+        systems = reconstruct_systems(wave[0], model, oracle_phase=False, baselines=False)
+        assert list(systems.waves) == [MODEL]
+        # fresh AddNoise scales are 0, so both paths are deterministic and must agree sample for sample
+        codec = reconstruct(torch.from_numpy(wave), model)[0]
+        assert systems.waves[MODEL].shape == codec.shape
+        assert float((systems.waves[MODEL] - codec).abs().max()) < 1e-4, name
+
+
+def test_oracle_phase_is_refused_where_the_model_makes_its_own_phase(setup) -> None:
+    for name, level in (("phase2", 1), ("level2", 2)):
+        with pytest.raises(ConfigError, match=f"this level-{level} model decodes its own phase"):
+            evaluate_autoencoder(setup["data"], setup[name], oracle_phase=True, progress=False)
+    with pytest.raises(ConfigError, match="cannot make audio; score it with --oracle-phase"):
+        evaluate_autoencoder(setup["data"], setup["phase1"], progress=False)
+
+
+def test_a_phase2_model_reports_no_si_sdr_and_bad_files_are_skipped(setup, tmp_path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "chorale.wav").write_bytes((setup["data"] / "chorale.wav").read_bytes())
+    (data / "broken.wav").write_bytes(b"RIFF not really a wave file")
+    save_audio(data / "blip.wav", np.zeros((1, 1000), np.float32))
+    report = evaluate_autoencoder(data, setup["phase2"], baselines=False, progress=False)
+    assert report.systems == [MODEL] and [row["file"] for row in report.files] == ["chorale.wav"]
+    assert report.mean[MODEL]["si_sdr_db"] is None and report.mean[MODEL]["log_mel_distance"] > 0
+    reasons = {Path(entry["file"]).name: entry["reason"] for entry in report.skipped}
+    assert set(reasons) == {"broken.wav", "blip.wav"}
+    assert "too short to evaluate: 1000 samples (need ≥ 2048)" in reasons["blip.wav"]
+    (data / "chorale.wav").unlink()
+    with pytest.raises(OrchestrionError, match="no usable reference audio"):
+        evaluate_autoencoder(data, setup["phase2"], baselines=False, progress=False)
+
+
+def test_missing_or_empty_folders_are_refused(setup, tmp_path) -> None:
+    from orchestrion.errors import DataError
+
+    with pytest.raises(DataError, match="does not exist"):
+        evaluate_autoencoder(tmp_path / "missing", setup["phase2"], progress=False)
+    (tmp_path / "notes.txt").write_text("no audio")
+    with pytest.raises(DataError, match="no audio files"):
+        evaluate_autoencoder(tmp_path, setup["phase2"], progress=False)
+
+
+def _exit_2(capsys, *args) -> str:
+    from orchestrion.cli import main
+
+    old = sys.argv
+    sys.argv = ["orchestrion", *map(str, args)]
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+    finally:
+        sys.argv = old
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return " ".join(err.split())
+
+
+def test_cli_prints_the_table_writes_json_and_refuses_clearly(setup, capsys) -> None:
+    from orchestrion.cli import app
+
+    out_json = setup["root"] / "report.json"
+    args = ["evaluate", "reconstruction", setup["data"], "--model", setup["phase1"], "--oracle-phase"]
+    result = runner.invoke(app, [*map(str, args), "--json", str(out_json), "--device", "cpu"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "model mag. + input phase" in result.output and "Griffin-Lim phase" in result.output
+    assert "log-mel" in result.output and "report written to" in result.output
+    written = json.loads(out_json.read_text())
+    assert written["systems"][0] == MODEL_ORACLE_PHASE and written["files"][0]["file"] == "chorale.wav"
+    assert written["mean"][RANDOM_PHASE]["si_sdr_db"] is None
+    assert "exists; pass --overwrite" in _exit_2(capsys, *args, "--json", out_json)
+    refused = _exit_2(capsys, "evaluate", "reconstruction", setup["data"], "--model", setup["phase2"], "--oracle-phase")
+    assert "decodes its own phase, so its audio is scored as it is" in refused

@@ -150,8 +150,9 @@ def test_a_full_size_preset_on_the_cpu_is_warned_about(tmp_path: Path, monkeypat
     with pytest.warns(UserWarning, match=r"the .piano. preset is full size and this run trains on the CPU: expect"):
         train_autoencoder(tmp_path / "music", tmp_path / "piano", preset="piano", steps=10, device="cpu",
                           progress=False)  # fmt: skip
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        train_autoencoder(tmp_path / "music", tmp_path / "debug", preset="debug", steps=10, device="cpu",
-                          progress=False)  # fmt: skip
-    assert not [w for w in caught if "full size" in str(w.message)]
+    for preset in ("debug", "small"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            train_autoencoder(tmp_path / "music", tmp_path / preset, preset=preset, steps=10, device="cpu",
+                              progress=False)  # fmt: skip
+        assert not [w for w in caught if "full size" in str(w.message)], preset

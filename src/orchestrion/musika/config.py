@@ -242,6 +242,7 @@ class DiscriminatorConfig:
 
 KIND = "musika.autoencoder_training"
 PRESETS = ("piano", "techno", "debug", "small")
+CPU_PRESETS = ("debug", "small")  # sized to train on a CPU; the others are the paper's full sizes
 EDGE_SAMPLES = 768  # n_fft − hop: samples at each end that the iSTFT cannot rebuild
 # Spec §5: 1 M iterations per phase for level 1, 400 k for level 2.
 DEFAULT_STEPS = {1: 1_000_000, 2: 400_000}

@@ -52,6 +52,7 @@ from orchestrion.musika.autoencoder import (
     Level2Encoder,
 )
 from orchestrion.musika.config import (
+    CPU_PRESETS,
     EDGE_SAMPLES,
     AutoencoderTrainingConfig,
     default_steps,
@@ -355,13 +356,13 @@ def train_autoencoder(
         dataset=dataset,
         config=trainer_config,
     )
-    if trainer.is_main and config.preset != "debug" and trainer.device.type == "cpu":
+    if trainer.is_main and config.preset not in CPU_PRESETS and trainer.device.type == "cpu":
         import warnings
 
         warnings.warn(
             f"the {config.preset!r} preset is full size and this run trains on the CPU: expect days to months for "
             f"{trainer_config.max_steps} steps (the speed is printed after the first steps); use a GPU, or "
-            "--preset debug for a quick try-out",
+            "--preset small (CPU-sized) or debug (a quick try-out)",
             stacklevel=2,
         )
     if trainer.is_main and dataset.skipped.skipped:

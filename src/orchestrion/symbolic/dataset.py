@@ -32,10 +32,13 @@ import numpy as np
 from orchestrion.errors import DataError
 from orchestrion.fileio import atomic_path, atomic_write_text, read_json
 from orchestrion.symbolic.mmr_vocab import (
+    DURATION_VOCAB_SIZE,
     INSTRUMENT_OFFSET,
+    INSTRUMENT_VOCAB_SIZE,
     MMR_VOCAB_VERSION,
     N_PITCHES,
     PITCH_OFFSET,
+    TRACK_VOCAB_SIZE,
     from_strings,
     to_strings,
 )
@@ -115,19 +118,35 @@ def read_manifest(data_dir: str | Path) -> dict:
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: dataset folder not found")
     if not path.is_file():
-        hint = " (tokenizing did not finish: rerun the same command to complete it)" if (
-            data_dir / "plan.json"
-        ).is_file() else ""
-        raise DataError(f"{data_dir}: not a token dataset, {MANIFEST} is missing{hint}")
+        if (data_dir / "plan.json").is_file():
+            raise DataError(f"{data_dir}: not a token dataset, {MANIFEST} is missing (tokenizing did not finish:"
+                            " rerun the same command to complete it)")
+        raise DataError(f"{data_dir}: not a token dataset, {_folder_kind(data_dir)}")
     manifest = read_json(path, "dataset manifest", DataError)
-    if manifest.get("format") != DATASET_FORMAT:
-        raise DataError(f"{path}: not an orchestrion token dataset (format {manifest.get('format')!r})")
+    if not isinstance(manifest, dict) or manifest.get("format") != DATASET_FORMAT:
+        raise DataError(f"{data_dir}: not a token dataset, {_folder_kind(data_dir)}")
     if manifest.get("version") != DATASET_FORMAT_VERSION:
         raise DataError(f"{path}: unsupported dataset format version {manifest.get('version')!r}")
     if manifest.get("mmr_vocab_version") != MMR_VOCAB_VERSION:
         raise DataError(f"{path}: tokens use MMR vocabulary v{manifest.get('mmr_vocab_version')}, this"
                         f" orchestrion uses v{MMR_VOCAB_VERSION}; tokenize the MIDI files again")
     return manifest
+
+
+_TOKENIZE_HINT = "make a token dataset with `orchestrion symphony tokenize MIDI_DIR --out DATA`"
+
+
+def _folder_kind(folder: Path) -> str:
+    """What ``folder`` holds instead of a token dataset, and what to do (for error messages)."""
+    if ((folder / "config.json").is_file() and (folder / MANIFEST).is_file()) or (folder / "checkpoints").is_dir():
+        return f"it holds a model (checkpoint or training run); pass a token dataset here ({_TOKENIZE_HINT})"
+    if (folder / "index.json").is_file():
+        return f"it holds audio latents; pass a token dataset here ({_TOKENIZE_HINT})"
+    if any(p.suffix.lower() in (".mid", ".midi") for p in folder.rglob("*")):
+        return f"it is a folder of MIDI files: {_TOKENIZE_HINT.replace('MIDI_DIR', str(folder))}"
+    if (folder / MANIFEST).is_file():
+        return f"its {MANIFEST} is not an orchestrion token dataset's; {_TOKENIZE_HINT}"
+    return f"{MANIFEST} is missing; {_TOKENIZE_HINT}"
 
 
 class TokenDataset:
@@ -275,6 +294,25 @@ def load_token_file(path: str | Path, bpe: MusicBPE | None = None) -> np.ndarray
     except (ValueError, KeyError, IndexError) as error:
         hint = "" if bpe is not None else " (merged chord tokens need the Music BPE file: --bpe or --data)"
         raise DataError(f"{path}: {error}{hint}") from None
+
+
+def check_token_ids(tokens: np.ndarray, name: str, event_vocab_size: int) -> np.ndarray:
+    """Refuse an empty token array or one with ids outside their field's vocabulary; returns it.
+
+    ``event_vocab_size`` is the base MMR size, or a Music BPE's size when its merges apply.
+    """
+    if len(tokens) == 0:
+        raise DataError(f"{name}: holds no tokens (0 steps); nothing to turn into MIDI")
+    limits = (event_vocab_size, DURATION_VOCAB_SIZE, TRACK_VOCAB_SIZE, INSTRUMENT_VOCAB_SIZE)
+    for column, (field_name, limit) in enumerate(zip(("event", "duration", "track", "instrument"), limits,
+                                                      strict=True)):
+        values = tokens[:, column]
+        bad = np.flatnonzero((values < 0) | (values >= limit))
+        if len(bad):
+            step = int(bad[0])
+            raise DataError(f"{name}: {field_name} id {int(values[step])} at step {step} is outside the "
+                            f"vocabulary (0-{limit - 1}); these are not MMR tokens")
+    return tokens
 
 
 @dataclass(frozen=True)

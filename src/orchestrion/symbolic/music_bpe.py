@@ -334,6 +334,18 @@ class MusicBPE:
             self._cache[_word_to_key(p - offset for p in word)] = tuple(sorted(tokens))
         return self
 
+    def merge_shortfall(self, requested: int) -> str | None:
+        """Why fewer than ``requested`` merges were learned (one sentence), or None if all were.
+
+        Learning stops only when no word holds two tokens any more: every distinct note group of
+        the corpus has become a single token, so more merges would need more (varied) music.
+        """
+        if self.n_merges >= requested:
+            return None
+        return (f"learned {self.n_merges:,} of the {requested:,} merges asked for: after {self.n_merges:,} merges "
+                "every note group (chord) in the corpus is a single token, so no pair was left to merge; "
+                "a larger or more varied corpus gives more")
+
     # ---- applying ---------------------------------------------------------------------------
 
     def _segment_word(self, word: Word) -> tuple[int, ...]:

@@ -43,7 +43,7 @@ def train_ae(
     seed: int = typer.Option(0, "--seed", help="Seed of weights and data order."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda, cuda:1, ..."),
 ) -> None:
-    """Train one level and phase of the Musika autoencoder (spec §5) on a folder of audio.
+    """Train one level and phase of the Musika autoencoder on a folder of audio.
 
     Phase 2 starts from a finished phase-1 run (--init) and writes a new run directory.
 

@@ -160,8 +160,10 @@ def export_corpus(
     paths in corpus order.
     """
     out_dir = Path(out_dir)
+    pieces = _selected(name, limit)  # a bad name or limit is refused before anything is created
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"{out_dir}: is a file; give a folder for the MIDI files")
     out_dir.mkdir(parents=True, exist_ok=True)
-    pieces = _selected(name, limit)
     jobs = [(piece.id, out_dir / f"{piece.id}.mid", partial(_write_piece, piece)) for piece in pieces]
     return _make_missing(f"export {name}", jobs, progress)
 

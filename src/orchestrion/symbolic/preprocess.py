@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields
@@ -317,6 +318,10 @@ def _finalise(out_dir: Path, summaries: list[dict], bpe: MusicBPE | None, source
     return manifest
 
 
+class _NothingUsable(DataError):
+    """Every input file was rejected: there is no dataset to make."""
+
+
 @dataclass(frozen=True)
 class TokenizeOptions:
     """Options of :func:`tokenize_corpus` that define the dataset (a rerun must repeat them)."""
@@ -359,6 +364,10 @@ def _encode_pass(
         for k in range(0, len(files), n)
     ]
     summaries = _run_jobs(out_dir, jobs, _encode_shard, workers, _progress_counter(len(files), progress))
+    if not any(s["pieces"] for s in summaries):
+        first = json.loads(shard_paths(out_dir, summaries[0]["name"])[2].read_text())["failures"][0]
+        raise _NothingUsable(f"{midi_dir}: none of the {len(files)} MIDI files could be encoded "
+                             f"(first: {first['file']}: {first['message']})")
     return _finalise(out_dir, summaries, bpe, str(midi_dir))
 
 
@@ -488,6 +497,10 @@ def tokenize_corpus(
 
     Returns:
         The manifest (also written to ``out_dir/manifest.json``).
+
+    Raises:
+        DataError: bad options, no MIDI file, or not one file that could be encoded (a folder
+            this call created is then removed).
     """
     midi_dir, out_dir = Path(midi_dir), Path(out_dir)
     check_workers(workers)
@@ -501,8 +514,15 @@ def tokenize_corpus(
     if not files:
         raise DataError(f"{midi_dir}: no .mid or .midi files found")
     midi_dir = midi_root(midi_dir)
-    if learn_bpe is not None:
-        return _learn_pass(midi_dir, out_dir, files, learn_bpe, options, workers, progress)
     bpe_obj = bpe if isinstance(bpe, MusicBPE) or bpe is None else MusicBPE.load(bpe)
-    return _encode_pass(midi_dir, out_dir, files, bpe_obj, options, workers, progress)
+    created = next((p for p in (out_dir, *out_dir.parents) if p.parent.exists()), out_dir)
+    fresh = not created.exists()
+    try:
+        if learn_bpe is not None:
+            return _learn_pass(midi_dir, out_dir, files, learn_bpe, options, workers, progress)
+        return _encode_pass(midi_dir, out_dir, files, bpe_obj, options, workers, progress)
+    except _NothingUsable:
+        if fresh:  # leave nothing behind: a folder of empty shards is no dataset
+            shutil.rmtree(created, ignore_errors=True)
+        raise
 

@@ -262,11 +262,13 @@ def roundtrip(
     check_output_path(midi_out, overwrite=overwrite, inputs=[midi_in])
     if tokens_out is not None:
         check_output_path(tokens_out, overwrite=overwrite, inputs=[midi_in, midi_out])
+        if tokens_out.suffix not in (".npy", ".txt"):
+            raise DataError(f"{tokens_out}: token files must end in .npy or .txt")
     merges = _load_bpe(bpe, data)
     if sparse_merge is None:
         sparse_merge = dataset_options(data).merge_sparse_tracks if data is not None else False
     score = load_midi(midi_in)
-    piece = mmr.encode(score, merge_sparse_tracks=sparse_merge)
+    piece = mmr.encode(midi_in, merge_sparse_tracks=sparse_merge)  # from the path: errors name the file
     tokens = piece.tokens
     merged = merges.apply(tokens) if merges is not None else tokens
     restored = merges.decode(merged) if merges is not None else tokens

@@ -18,6 +18,7 @@ Token arrays are written by :class:`NpyRowWriter`, which streams one piece at a 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import struct
@@ -142,7 +143,8 @@ def _folder_kind(folder: Path) -> str:
         return f"it holds a model (checkpoint or training run); pass a token dataset here ({_TOKENIZE_HINT})"
     if (folder / "index.json").is_file():
         return f"it holds audio latents; pass a token dataset here ({_TOKENIZE_HINT})"
-    if any(p.suffix.lower() in (".mid", ".midi") for p in folder.rglob("*")):
+    # Bounded look: a user may point at a huge folder, and a hint is not worth a full scan.
+    if any(p.suffix.lower() in (".mid", ".midi") for p in itertools.islice(folder.rglob("*"), 10_000)):
         return f"it is a folder of MIDI files: {_TOKENIZE_HINT.replace('MIDI_DIR', str(folder))}"
     if (folder / MANIFEST).is_file():
         return f"its {MANIFEST} is not an orchestrion token dataset's; {_TOKENIZE_HINT}"

@@ -131,7 +131,8 @@ def test_worker_processes_never_outnumber_the_files(monkeypatch, corpus: Path) -
 
 
 def test_stats_bins_and_piece_indices_are_checked(monkeypatch, capsys, data: Path, tmp_path: Path) -> None:
-    assert "--bins must be 1 or more, got 0" in refused(monkeypatch, capsys, "stats", data, "--bins", "0")
+    for bins in ("0", "1000000"):
+        assert f"--bins must be 1-200, got {bins}" in refused(monkeypatch, capsys, "stats", data, "--bins", bins)
     for piece in ("999", "3"):
         err = refused(monkeypatch, capsys, "pianoroll", data, tmp_path / "r.png", "--piece", piece)
         assert f"--piece {piece} is out of range, the dataset has 3 pieces (0-2)" in err

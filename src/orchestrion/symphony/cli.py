@@ -38,6 +38,8 @@ app = typer.Typer(
     ),
 )
 
+MAX_BINS = 200
+
 OVERWRITE_HELP = "Replace the output file if it exists (never allowed when it is an input)."
 
 SPARSE_MERGE_HELP = (
@@ -304,7 +306,7 @@ def roundtrip(
 def stats(
     data_dir: Path = typer.Argument(..., help="Token dataset folder."),
     png: Path | None = typer.Option(None, "--png", help="Also save histograms as a PNG figure."),
-    bins: int = typer.Option(12, "--bins", help="Sequence-length histogram bins (1 or more)."),
+    bins: int = typer.Option(12, "--bins", help=f"Sequence-length histogram bins (1-{MAX_BINS})."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Pieces, tokens, sequence lengths, Music BPE compression and instruments of a dataset.
@@ -318,8 +320,8 @@ def stats(
     from orchestrion.symbolic.dataset import TokenDataset, dataset_stats
     from orchestrion.symbolic.pianoroll import program_name
 
-    if bins < 1:
-        raise DataError(f"--bins must be 1 or more, got {bins}")
+    if not 1 <= bins <= MAX_BINS:  # each bin is a printed table row
+        raise DataError(f"--bins must be 1-{MAX_BINS}, got {bins}")
     if png is not None:
         check_output_path(png, overwrite=overwrite, inputs=[data_dir])
     dataset = TokenDataset(data_dir)

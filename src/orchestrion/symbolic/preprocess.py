@@ -39,6 +39,7 @@ from orchestrion.symbolic.dataset import (
     shard_paths,
     token_dtype,
 )
+from orchestrion.symbolic.mmr import MMRConfig
 from orchestrion.symbolic.mmr_vocab import (
     BASE_EVENT_VOCAB_SIZE,
     MMR_VOCAB_VERSION,
@@ -342,6 +343,12 @@ def dataset_options(data_dir: str | Path) -> TokenizeOptions:
     if not known & plan.keys() and (Path(plan.get("source", "")) / PLAN).is_file():
         return dataset_options(plan["source"])
     return TokenizeOptions(**{k: v for k, v in plan.items() if k in known})
+
+
+def encoder_config(options: TokenizeOptions) -> MMRConfig:
+    """The MMR encoder options a dataset made with ``options`` used (the fields both classes share)."""
+    shared = {f.name for f in fields(MMRConfig)} & {f.name for f in fields(TokenizeOptions)}
+    return MMRConfig(**{name: getattr(options, name) for name in shared})
 
 
 def _encode_pass(

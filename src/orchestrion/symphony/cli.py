@@ -259,7 +259,7 @@ def roundtrip(
     from orchestrion.symbolic import mmr
     from orchestrion.symbolic.dataset import save_token_file
     from orchestrion.symbolic.midi import load_midi, save_midi
-    from orchestrion.symbolic.preprocess import dataset_options
+    from orchestrion.symbolic.preprocess import dataset_options, encoder_config
 
     check_output_path(midi_out, overwrite=overwrite, inputs=[midi_in])
     if tokens_out is not None:
@@ -267,10 +267,12 @@ def roundtrip(
         if tokens_out.suffix not in (".npy", ".txt"):
             raise DataError(f"{tokens_out}: token files must end in .npy or .txt")
     merges = _load_bpe(bpe, data)
+    options = dataset_options(data) if data is not None else None
     if sparse_merge is None:
-        sparse_merge = dataset_options(data).merge_sparse_tracks if data is not None else False
+        sparse_merge = options.merge_sparse_tracks if options is not None else False
+    config = encoder_config(options) if options is not None else mmr.MMRConfig()
     score = load_midi(midi_in)
-    piece = mmr.encode(midi_in, merge_sparse_tracks=sparse_merge)  # from the path: errors name the file
+    piece = mmr.encode(midi_in, merge_sparse_tracks=sparse_merge, config=config)  # from the path: errors name it
     tokens = piece.tokens
     merged = merges.apply(tokens) if merges is not None else tokens
     restored = merges.decode(merged) if merges is not None else tokens
@@ -278,8 +280,8 @@ def roundtrip(
         save_token_file(tokens_out, merged, merges)
     back = mmr.decode(restored)
     save_midi(back, midi_out)
-    fidelity = mmr.fidelity(score, merge_sparse_tracks=sparse_merge)
-    reencoded = mmr.encode(back, merge_sparse_tracks=False).tokens
+    fidelity = mmr.fidelity(score, merge_sparse_tracks=sparse_merge, config=config)
+    reencoded = mmr.encode(back, merge_sparse_tracks=False, config=config).tokens
 
     table = Table(title=f"{midi_in.name} → {midi_out}")
     table.add_column("measure")

@@ -38,13 +38,15 @@ def saved(tmp_path):
     optimizer = torch.optim.Adam(model.parameters())
     model(torch.randn(3, 4)).sum().backward()
     optimizer.step()
-    state = {"step": 5, "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), "nested": (1, [2.5, "x"])}
+    rng = torch.get_rng_state()
+    state = {"step": 5, "optimizer": optimizer.state_dict(), "rng": rng, "nested": (1, [2.5, "x"])}
+    torch.rand(3)  # the live generator moves on; the saved state must not
     path = save_checkpoint(tmp_path / "ckpt", config=config, modules={"mlp": model}, state=state)
-    return path, config, model, optimizer
+    return path, config, model, optimizer, rng
 
 
 def test_round_trip_is_exact(saved):
-    path, config, model, optimizer = saved
+    path, config, model, optimizer, rng = saved
     ckpt = load_checkpoint(path)
     assert ckpt.kind == "tests.checkpoint_mlp" and ckpt.config == config
     fresh = build(ckpt.config)
@@ -53,7 +55,8 @@ def test_round_trip_is_exact(saved):
         assert torch.equal(fresh.state_dict()[key], value)
     state = ckpt.training_state()
     assert state["step"] == 5 and state["nested"] == (1, [2.5, "x"])
-    assert torch.equal(state["rng"], torch.get_rng_state()) or state["rng"].dtype == torch.uint8
+    assert state["rng"].dtype == torch.uint8 and torch.equal(state["rng"], rng)
+    assert not torch.equal(state["rng"], torch.get_rng_state())
     reloaded = torch.optim.Adam(fresh.parameters())
     reloaded.load_state_dict(state["optimizer"])
     for a, b in zip(reloaded.state_dict()["state"].values(), optimizer.state_dict()["state"].values(), strict=True):

@@ -10,18 +10,28 @@ Layout of a checkpoint directory::
 
 The directory is assembled under a temporary name and renamed into place, so a kill
 at any moment leaves the previous checkpoints intact and never a half-written one.
+Re-saving an existing directory swaps old and new in one atomic exchange (Linux
+``renameat2``); elsewhere the old one is moved aside first and, should a kill land
+between the two renames, put back by the next load or save. Temporary directories
+left by a killed save are removed by the next save into the same folder. Directories
+and files get the permissions the user's umask gives (not the owner-only ones of a
+temporary directory).
 Nothing is ever unpickled: a tampered file fails its hash, a truncated one its hash
 or the safetensors header, and weights that do not fit the config are refused.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,11 +43,60 @@ from safetensors.torch import load_file, save_file
 from orchestrion import __version__
 from orchestrion.config import config_class, config_from_dict, config_kind, config_to_dict
 from orchestrion.errors import CheckpointError, ConfigError
+from orchestrion.fileio import current_umask
 
 FORMAT = "orchestrion-checkpoint"
 FORMAT_VERSION = 1
 CHECKPOINTS_SUBDIR = "checkpoints"
 _STEP_DIR = re.compile(r"^step_(\d{8,})$")
+REQUIRED_FILES = ("config.json", "model.safetensors")
+_TEMPORARY = re.compile(r"^\.(.+)\.(tmp|old)-[a-z0-9_]{8}$")  # tempfile.mkdtemp names of save_checkpoint
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap the directories ``a`` and ``b`` (Linux ``renameat2``); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd = -100
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (22, 38, 95):  # EINVAL/ENOSYS/EOPNOTSUPP: the file system cannot exchange
+        return False
+    raise OSError(errno, os.strerror(errno), str(b))
+
+
+def _aside_name(ckpt_dir: Path) -> str:
+    return f".{ckpt_dir.name}.old-"
+
+
+def _recover_aside(ckpt_dir: Path) -> None:
+    """Put back a checkpoint moved aside by a re-save that was killed before the new one was in place."""
+    if ckpt_dir.exists() or not ckpt_dir.parent.is_dir():
+        return
+    for trash in sorted(ckpt_dir.parent.glob(_aside_name(ckpt_dir) + "*")):
+        if (trash / "old" / "manifest.json").is_file():
+            os.replace(trash / "old", ckpt_dir)
+            warnings.warn(
+                f"{ckpt_dir}: restored the checkpoint that an interrupted re-save had moved to {trash}", stacklevel=3
+            )
+            shutil.rmtree(trash)
+            return
+
+
+def _remove_stale_temporaries(folder: Path, keep: Path) -> None:
+    """Remove what killed saves left in ``folder`` (``.NAME.tmp-*`` and emptied ``.NAME.old-*``)."""
+    for child in folder.iterdir():
+        match = _TEMPORARY.match(child.name)
+        if child == keep or match is None or not child.is_dir():
+            continue
+        if match.group(2) == "tmp" or not (child / "old").exists():
+            shutil.rmtree(child)
 
 
 def _fsync_file(path: Path) -> None:
@@ -105,7 +164,10 @@ def save_checkpoint(
     """
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.parent.mkdir(parents=True, exist_ok=True)
+    _recover_aside(ckpt_dir)
     tmp = Path(tempfile.mkdtemp(dir=ckpt_dir.parent, prefix=f".{ckpt_dir.name}.tmp-"))
+    _remove_stale_temporaries(ckpt_dir.parent, keep=tmp)
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it owner-only; colleagues may read checkpoints
     try:
         weights: dict[str, torch.Tensor] = {}
         module_keys: dict[str, list[str]] = {}
@@ -135,14 +197,19 @@ def save_checkpoint(
             "files": {name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size} for name in files}
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        file_mode = 0o666 & ~current_umask()  # safetensors writes owner-only files
         for name in [*files, "manifest.json"]:
+            os.chmod(tmp / name, file_mode)
             _fsync_file(tmp / name)
         _fsync_dir(tmp)
-        if ckpt_dir.exists():  # re-saving the same step: move the old one aside first
-            trash = Path(tempfile.mkdtemp(dir=ckpt_dir.parent, prefix=f".{ckpt_dir.name}.old-"))
-            os.replace(ckpt_dir, trash / "old")
-            os.replace(tmp, ckpt_dir)
-            shutil.rmtree(trash, ignore_errors=True)
+        if ckpt_dir.exists():  # re-saving the same step
+            if _exchange(tmp, ckpt_dir):  # the path never lacks a complete checkpoint
+                shutil.rmtree(tmp)
+            else:
+                trash = Path(tempfile.mkdtemp(dir=ckpt_dir.parent, prefix=_aside_name(ckpt_dir)))
+                os.replace(ckpt_dir, trash / "old")
+                os.replace(tmp, ckpt_dir)
+                shutil.rmtree(trash)
         else:
             os.replace(tmp, ckpt_dir)
         _fsync_dir(ckpt_dir.parent)
@@ -165,16 +232,45 @@ def checkpoint_step_dirs(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
+    """The newest complete checkpoint of a run (step, path), or None.
+
+    Newer step directories without ``manifest.json`` (a save killed at the wrong moment, a damaged
+    copy) are passed over with a warning that names them and the step used instead.
+    """
+    root = Path(run_dir) / CHECKPOINTS_SUBDIR
+    for child in root.iterdir() if root.is_dir() else ():
+        if (match := _TEMPORARY.match(child.name)) and match.group(2) == "old":
+            _recover_aside(root / match.group(1))
+    steps = checkpoint_step_dirs(run_dir)
+    newest = steps[-1] if steps else None
+    incomplete = sorted(
+        int(match.group(1))
+        for child in (root.iterdir() if root.is_dir() else ())
+        if (match := _STEP_DIR.match(child.name)) and not (child / "manifest.json").is_file()
+    )
+    skipped = [step for step in incomplete if newest is None or step > newest[0]]
+    if skipped:
+        used = f"using step {newest[0]} ({newest[1]})" if newest else "no complete checkpoint is left"
+        warnings.warn(
+            f"{root}: checkpoint(s) of step {', '.join(map(str, skipped))} have no manifest.json "
+            f"(a save that was interrupted, or a damaged copy); {used}",
+            stacklevel=2,
+        )
+    return newest
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint directory itself, or the latest complete one inside a run directory."""
     path = Path(path)
+    _recover_aside(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint or run directory")
     if (path / "manifest.json").is_file():
         return path
-    steps = checkpoint_step_dirs(path)
-    if steps:
-        return steps[-1][1]
+    latest = latest_checkpoint(path)
+    if latest is not None:
+        return latest[1]
     if (path / "config.json").is_file():
         raise CheckpointError(f"{path}: checkpoint is incomplete (manifest.json missing)")
     raise CheckpointError(f"{path}: no checkpoint found (expected {CHECKPOINTS_SUBDIR}/step_* or manifest.json)")
@@ -223,6 +319,18 @@ class Checkpoint:
             )
         module.load_state_dict(saved, strict=True)
 
+    @property
+    def step(self) -> int | None:
+        """The training step saved with the checkpoint (None without a training state); reads no tensors."""
+        try:
+            tree = json.loads((self.path / "state.json").read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError) as error:
+            raise CheckpointError(f"{self.path}: training state unreadable ({error})") from error
+        entries = dict(tree.get("__dict__", [])) if isinstance(tree, dict) else {}
+        return int(entries["step"]) if isinstance(entries.get("step"), int) else None
+
     def training_state(self) -> dict[str, Any]:
         """The training state saved with the checkpoint (optimizers, step, RNG)."""
         tensors_path = self.path / "state.safetensors"
@@ -240,10 +348,24 @@ class Checkpoint:
 def _verify_manifest(path: Path) -> None:
     try:
         manifest = json.loads((path / "manifest.json").read_text())
-        files = manifest["files"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{path}: manifest.json unreadable ({error})") from error
+    if isinstance(manifest, dict) and "files" not in manifest and isinstance(manifest.get("format"), str):
+        raise CheckpointError(
+            f"{path}: is a {manifest['format']!r} folder, not a model checkpoint "
+            "(give a run directory or a checkpoints/step_* directory)"
+        )
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        raise CheckpointError(f"{path}: manifest.json is not a checkpoint manifest (no 'files' table)")
+    unlisted = [name for name in REQUIRED_FILES if name not in files]
+    if unlisted:
+        raise CheckpointError(f"{path}: manifest.json does not list {', '.join(unlisted)} (damaged or hand-made)")
     for name, entry in files.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("bytes"), int) or not isinstance(
+            entry.get("sha256"), str
+        ):
+            raise CheckpointError(f"{path}: manifest.json entry for {name} lacks its 'bytes' or 'sha256'")
         file = path / name
         if not file.is_file():
             raise CheckpointError(f"{path}: file {name} listed in the manifest is missing")

@@ -6,8 +6,10 @@ them. Heavy imports (torch, music21, ...) happen inside commands, so ``--help`` 
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
+import warnings
 
 import typer
 from rich.console import Console
@@ -119,12 +121,42 @@ def _mount() -> None:
 _mount()
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings meant for the user (``UserWarning``) as one yellow line; others keep Python's format."""
+    if issubclass(category, UserWarning):
+        console.print(f"[yellow]warning:[/] {message}", soft_wrap=True, highlight=False)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _os_error_message(error: OSError) -> str:
+    """``path: reason`` for a failed file operation (read-only folder, full disk, missing parent)."""
+    paths = [str(p) for p in (error.filename, error.filename2) if p is not None]
+    reason = error.strerror or str(error)
+    hints = {
+        errno.ENOSPC: "the disk is full: free some space or write elsewhere",
+        errno.EDQUOT: "the disk quota is used up: free some space or write elsewhere",
+        errno.EROFS: "the file system is read-only: write to another folder",
+        errno.EACCES: "check the folder's permissions or write elsewhere",
+    }
+    hint = hints.get(error.errno)
+    where = " -> ".join(paths) if paths else "a file operation"
+    return f"{where}: {reason}" + (f" ({hint})" if hint else "")
+
+
 def main() -> None:
-    """Console-script entry point: user errors become one red line and exit code 2."""
+    """Console-script entry point: user errors and failed file operations become one red line and exit code 2."""
+    warnings.showwarning = _show_warning
     try:
         app()
     except OrchestrionError as error:
         console.print(f"[bold red]error:[/] {error}", soft_wrap=True)
+        sys.exit(2)
+    except OSError as error:
+        console.print(f"[bold red]error:[/] {_os_error_message(error)}", soft_wrap=True, highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")

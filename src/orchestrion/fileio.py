@@ -17,10 +17,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from orchestrion.errors import OrchestrionError
+from orchestrion.errors import DataError, OrchestrionError
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (read without changing it for longer than the call)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -39,13 +40,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
     os.close(fd)
     tmp = Path(tmp_name)
-    # mkstemp makes owner-only files: give the result the mode a plain open() would (or the old file's)
-    os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
+    # mkstemp (and writers such as safetensors, which replace the file) make owner-only files:
+    # give the result the mode a plain open() would (or the old file's), after the writer is done
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~current_umask()
     try:
         yield tmp
+        os.chmod(tmp, mode)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        # a write into the temporary failed (full disk, quota): name the file the user asked for
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from error
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -104,14 +112,18 @@ class SkipReport:
         self.skipped: list[dict[str, str]] = []
 
     def skip(self, path: str | Path, reason: str) -> None:
-        """Record that ``path`` was skipped because of ``reason`` (one line, no traceback)."""
+        """Record that ``path`` was skipped because of ``reason`` (one line, no traceback).
+
+        A reason that starts with the path itself (as :class:`OrchestrionError` messages do) loses that prefix.
+        """
+        reason = reason.removeprefix(f"{path}: ")
         self.skipped.append({"file": str(path), "reason": reason})
 
     def require_some(self, used: int, what: str) -> None:
         """Raise when ``used`` is 0: every file of the collection was skipped."""
         if used == 0:
             detail = "; ".join(f"{s['file']}: {s['reason']}" for s in self.skipped[:3])
-            raise OrchestrionError(f"no usable {what} ({len(self.skipped)} skipped: {detail})")
+            raise DataError(f"no usable {what} ({len(self.skipped)} skipped: {detail})")
 
     def write(self, path: str | Path) -> Path:
         """Write one JSON object per skipped file to ``path`` (an empty file when none was)."""

@@ -65,8 +65,9 @@ def test_train_encode_decode_reconstruct_evaluate(model, tmp_path: Path) -> None
     audio_dir = tmp_path / "audio"
     write_music_folder(audio_dir, n_files=2, seconds=2.0, channels=2)
     _ok("musika", "encode", audio_dir, "--model", model["l1p2"], "--out", tmp_path / "latents")
-    names = sorted(p.name for p in (tmp_path / "latents").glob("*.safetensors"))
-    assert names == ["melody_0.safetensors", "nested__melody_1.safetensors"]
+    latents = tmp_path / "latents"
+    names = sorted(p.relative_to(latents).as_posix() for p in latents.rglob("*.safetensors"))
+    assert names == ["melody_0.wav.safetensors", "nested/melody_1.wav.safetensors"]
     index = json.loads((tmp_path / "latents" / "index.json").read_text())
     entry = index["files"][0]
     # 2 s stereo at 22.05 kHz → 2 channels × 16 dims × (smallest multiple of 64 frames covering 44100 + 768)
@@ -170,7 +171,7 @@ def test_file_level_codec_streams_and_equals_in_memory_codec(model, tmp_path):
     stereo = np.stack([mono, 0.5 * mono[::-1]])
     source = save_audio(tmp_path / "in.wav", stereo, sample_rate=44100, subtype="FLOAT")
     [latent_path] = list(encode_files(source, model["l1p2"], tmp_path / "latents", device="cpu"))
-    assert sorted(p.name for p in (tmp_path / "latents").iterdir()) == ["in.safetensors", "index.json"]
+    assert sorted(p.name for p in (tmp_path / "latents").iterdir()) == ["in.wav.safetensors", "index.json"]
 
     trained = load_autoencoder(model["l1p2"], "cpu")
     reference = encode_to_latent_file(torch.from_numpy(load_audio(source)), trained.level1)

@@ -75,10 +75,24 @@ def test_resume_after_sigkill_is_bit_exact(tmp_path):
     assert logged == list(range(1, 13)), "metrics.jsonl must have each step once after a resume"
 
 
-def test_resume_with_data_workers_matches(tmp_path):
-    reference = run_script(tmp_path / "a", "--steps", "6")
-    run_script(tmp_path / "b", "--steps", "4", "--workers", "2")
-    assert run_script(tmp_path / "b", "--steps", "6", "--resume", "--workers", "2") == reference
+def test_resume_with_data_workers_after_sigkill_matches(tmp_path):
+    reference = run_script(tmp_path / "a", "--steps", "8")
+    killed_dir = tmp_path / "b"
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(killed_dir), "--steps", "8", "--workers", "2", "--sleep", "0.25"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while not (killed_dir / "checkpoints" / "step_00000004").exists():
+        assert proc.poll() is None, "training ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert checkpoint_step_dirs(killed_dir)[-1][0] < 8
+    assert run_script(killed_dir, "--steps", "8", "--resume", "--workers", "2") == reference
 
 
 def test_gradient_accumulation_equals_big_batch(tmp_path):

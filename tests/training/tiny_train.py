@@ -1,6 +1,7 @@
 """A tiny two-optimizer model trained by the shared Trainer; run as a script by the tests.
 
-    python tiny_train.py RUN_DIR --steps 12 [--resume] [--sleep 0.05] [--accum 1] [--batch 4]
+    python tiny_train.py RUN_DIR --steps 12 [--resume] [--sleep 0.05] [--accum 1] [--batch 4] [--workers 2]
+        [--data-sleep 30]
     torchrun --nproc_per_node=2 tiny_train.py RUN_DIR --steps 6
 
 Prints one line ``WEIGHTS <rank> <sha256 of all weights>`` at the end.
@@ -28,12 +29,20 @@ class TinyConfig:
 
 
 class TinyData(torch.utils.data.Dataset):
-    """Noisy linear regression; the noise comes from the key's seed, as the contract asks."""
+    """Noisy linear regression; the noise comes from the key's seed, as the contract asks.
+
+    ``sleep`` seconds per item stand for slow decoding (a busy data worker).
+    """
+
+    def __init__(self, sleep: float = 0.0) -> None:
+        self.sleep = sleep
 
     def __len__(self) -> int:
         return 10
 
     def __getitem__(self, key: SampleKey):
+        if self.sleep:
+            time.sleep(self.sleep)
         g = torch.Generator().manual_seed(key.seed)
         x = torch.linspace(-1, 1, 8) * (key.index + 1) / 10 + 0.1 * torch.randn(8, generator=g)
         return x, x.flip(0) * 0.5
@@ -84,6 +93,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--data-sleep", type=float, default=0.0)
+    parser.add_argument("--checkpoint-every", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = TinyConfig(dropout=args.dropout)
@@ -94,13 +105,13 @@ def main() -> None:
         modules=modules,
         optimizers=optimizers,
         step_fn=make_step(args.sleep),
-        dataset=TinyData(),
+        dataset=TinyData(args.data_sleep),
         config=TrainerConfig(
             max_steps=args.steps,
             batch_size=args.batch,
             grad_accum=args.accum,
             num_workers=args.workers,
-            checkpoint_every=2,
+            checkpoint_every=args.checkpoint_every,
             keep_last=2,
             log_every=1,
             seed=7,

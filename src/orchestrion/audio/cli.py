@@ -13,11 +13,14 @@ def render(
     soundfont: Path | None = typer.Option(
         None, "--soundfont", "-s", help="SoundFont (.sf2) to use; default: TimGM6mb.sf2 from pretty_midi."
     ),
-    sample_rate: int = typer.Option(22050, "--sample-rate", "-r", help="Output sample rate in Hz."),
+    sample_rate: int = typer.Option(22050, "--sample-rate", "-r", help="Output sample rate in Hz (8000-192000)."),
     mono: bool = typer.Option(False, "--mono", help="Write one channel instead of stereo."),
     normalize: bool = typer.Option(False, "--normalize", help="Scale the peak to -1 dBFS."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace WAV_PATH if it exists."),
 ) -> None:
     """Render a MIDI file to audio (all tracks, drums on channel 10, tempo changes, release tails).
+
+    WAV_PATH may not be MIDI_PATH; an existing WAV_PATH is replaced only with --overwrite.
 
     Example:
 
@@ -25,9 +28,13 @@ def render(
     """
     import time
 
-    from orchestrion.audio.io import save_audio
-    from orchestrion.audio.render import render_midi
+    from orchestrion.audio.io import check_audio_output, save_audio
+    from orchestrion.audio.render import MAX_RENDER_RATE, MIN_RENDER_RATE, render_midi
+    from orchestrion.errors import AudioError
 
+    if not MIN_RENDER_RATE <= sample_rate <= MAX_RENDER_RATE:
+        raise AudioError(f"--sample-rate {sample_rate}: out of range ({MIN_RENDER_RATE} to {MAX_RENDER_RATE} Hz)")
+    check_audio_output(wav_path, overwrite=overwrite, inputs=[midi_path])
     start = time.perf_counter()
     audio = render_midi(midi_path, sample_rate=sample_rate, soundfont=soundfont, stereo=not mono, normalize=normalize)
     save_audio(wav_path, audio, sample_rate)

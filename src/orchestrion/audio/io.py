@@ -12,7 +12,8 @@ import io
 import math
 import os
 import struct
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import soundfile as sf
 import soxr
 
 from orchestrion.errors import AudioError, DataError
-from orchestrion.fileio import atomic_write_bytes
+from orchestrion.fileio import atomic_write_bytes, check_output_path
 
 SAMPLE_RATE = 22050
 MAX_CHANNELS = 8
@@ -30,6 +31,12 @@ SUPPORTED_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".opus", ".aif
 )
 _WRITE_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16")}
 _RESAMPLE_QUALITY = "VHQ"
+# Lossy codecs: the header's frame count is an estimate (encoder delay and padding, VBR without a
+# Xing/LAME tag), so the decoded stream is routinely a little shorter; lossless files must match it.
+_LOSSY_SUBTYPES = frozenset({"MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III", "VORBIS", "OPUS"})
+# A lossy file decoding shorter than its header by more than this is reported (as a warning).
+LOSSY_SHORTFALL_WARN_SECONDS = 1.0
+LOSSY_SHORTFALL_WARN_FRACTION = 0.01
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,29 @@ class AudioInfo:
     channels: int
     frames: int
     duration: float
+    lossy: bool = False  # MP3/Vorbis/Opus: ``frames`` is the header's estimate, decoding may give fewer
+
+    def check_decoded(self, decoded: int) -> None:
+        """Judge ``decoded`` frames against the header: truncation for lossless files, tolerance for lossy.
+
+        A lossless (PCM WAV/AIFF, FLAC) file that decodes short is truncated: :class:`AudioError`.
+        A lossy file is accepted as decoded; a shortfall of more than
+        :data:`LOSSY_SHORTFALL_WARN_SECONDS` or :data:`LOSSY_SHORTFALL_WARN_FRACTION` of the
+        header's length is reported with a ``UserWarning`` (nothing decoded at all is still an error).
+        """
+        missing = self.frames - decoded
+        if missing <= 0:
+            return
+        if not self.lossy or decoded == 0:
+            raise AudioError(f"{self.path}: truncated or corrupt file (decoded {decoded} of {self.frames} frames)")
+        if missing > LOSSY_SHORTFALL_WARN_SECONDS * self.sample_rate or missing > LOSSY_SHORTFALL_WARN_FRACTION * (
+            self.frames
+        ):
+            warnings.warn(
+                f"{self.path}: decoded {decoded} of the {self.frames} frames its header announces "
+                f"({missing / self.sample_rate:.2f} s short); using what decodes",
+                stacklevel=3,
+            )
 
 
 def _check_sample_rate(sample_rate: int, path: Path) -> None:
@@ -119,7 +149,27 @@ def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
         raise AudioError(f"{path}: contains no audio samples (zero length)")
     if path.suffix.lower() == ".wav":
         _check_not_truncated_wav(path, info.channels, info.frames, info.subtype)
-    return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames), info.frames / info.samplerate)
+    return AudioInfo(
+        path,
+        int(info.samplerate),
+        int(info.channels),
+        int(info.frames),
+        info.frames / info.samplerate,
+        lossy=info.subtype in _LOSSY_SUBTYPES,
+    )
+
+
+def _read_blocks(handle: sf.SoundFile, block: int) -> Iterator[np.ndarray]:
+    """Consecutive float32 ``(frames, channels)`` blocks until the decoder stops.
+
+    ``SoundFile.blocks`` trusts the header's frame count and pads a short last block with
+    stale samples of the previous one; reading until an empty block does not.
+    """
+    while True:
+        data = handle.read(block, dtype="float32", always_2d=True)
+        if not len(data):
+            return
+        yield data
 
 
 def to_mono(audio: np.ndarray) -> np.ndarray:
@@ -165,11 +215,12 @@ def load_audio(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE, cha
     _check_channels_request(channels, path)
     info = audio_info(path)
     try:
-        data, _ = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as handle:
+            blocks = list(_read_blocks(handle, max(info.frames, 1)))
     except (sf.SoundFileError, RuntimeError) as error:
         raise AudioError(f"{path}: truncated or corrupt file ({error})") from error
-    if len(data) < info.frames:
-        raise AudioError(f"{path}: truncated or corrupt file (decoded {len(data)} of {info.frames} frames)")
+    data = np.concatenate(blocks) if blocks else np.zeros((0, info.channels), np.float32)
+    info.check_decoded(len(data))
     _check_finite(data, path)
     if info.sample_rate != sample_rate:
         data = soxr.resample(data, info.sample_rate, sample_rate, quality=_RESAMPLE_QUALITY)
@@ -211,7 +262,7 @@ def iter_audio_chunks(
 
     try:
         with sf.SoundFile(str(path)) as handle:
-            for data in handle.blocks(blocksize=block, dtype="float32", always_2d=True):
+            for data in _read_blocks(handle, block):
                 frames_read += len(data)
                 _check_finite(data, path)
                 out = resampled(data, last=False)
@@ -223,12 +274,23 @@ def iter_audio_chunks(
                     pending, pending_len = [joined[chunk:]], len(joined) - chunk
     except (sf.SoundFileError, RuntimeError) as error:
         raise AudioError(f"{path}: truncated or corrupt file ({error})") from error
-    if frames_read < info.frames:
-        raise AudioError(f"{path}: truncated or corrupt file (decoded {frames_read} of {info.frames} frames)")
+    info.check_decoded(frames_read)
     pending.append(resampled(np.zeros((0, info.channels), np.float32), last=True))
     tail = np.concatenate(pending)
     for start in range(0, len(tail), chunk):
         yield _convert_channels(np.ascontiguousarray(tail[start : start + chunk].T), channels, path)
+
+
+def check_audio_output(path: str | os.PathLike[str], *, overwrite: bool, inputs: Iterable = ()) -> Path:
+    """Before the work: ``path`` can be written as audio (a .wav or .flac file name, not a folder,
+    not an input, existing only with ``overwrite``; see :func:`~orchestrion.fileio.check_output_path`)."""
+    path = check_output_path(path, overwrite=overwrite, inputs=inputs)
+    if path.suffix.lower() not in _WRITE_FORMATS:
+        raise AudioError(
+            f"{path}: cannot write {path.suffix or 'extension-less'!r} audio files "
+            f"(give a name ending in {' or '.join(_WRITE_FORMATS)})"
+        )
+    return path
 
 
 def save_audio(
@@ -244,7 +306,10 @@ def save_audio(
     _check_sample_rate(sample_rate, path)
     suffix = path.suffix.lower()
     if suffix not in _WRITE_FORMATS:
-        raise AudioError(f"{path}: cannot write {suffix!r} files (supported: {', '.join(_WRITE_FORMATS)})")
+        raise AudioError(
+            f"{path}: cannot write {suffix or 'extension-less'!r} audio files "
+            f"(give a name ending in {' or '.join(_WRITE_FORMATS)})"
+        )
     audio = np.asarray(audio)
     if audio.ndim == 1:
         audio = audio[None]

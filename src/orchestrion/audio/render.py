@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 # Release tails stop once a block's peak drops below -80 dBFS, or after this cap at the latest.
 TAIL_THRESHOLD = 1e-4
 MAX_TAIL_SECONDS = 10.0
+MIN_RENDER_RATE, MAX_RENDER_RATE = 8_000, 192_000  # Hz: telephone to studio rates; outside is a typo
 _TAIL_BLOCK_SECONDS = 0.05
 _SUSTAIN_PEDAL = 64  # tinysoundfont ignores CC64, so the pedal is applied to note lengths instead
 _PITCH_BEND_CENTRE = 8192  # symusic stores bends as -8192..8191, tinysoundfont takes 0..16383
@@ -161,8 +162,10 @@ def render_midi(
     Without it the synth level (``gain_db``) is kept, unless the mix would exceed full scale:
     then the whole piece is scaled down to -1 dBFS and a warning says so (never silent clipping).
     """
-    if sample_rate <= 0:
-        raise AudioError(f"unsupported sample rate {sample_rate!r} (must be a positive integer in Hz)")
+    if not MIN_RENDER_RATE <= sample_rate <= MAX_RENDER_RATE:
+        raise AudioError(
+            f"sample rate {sample_rate!r} Hz is out of range (render at {MIN_RENDER_RATE} to {MAX_RENDER_RATE} Hz)"
+        )
     score, name = _load_score(midi)
     synth, sfid = _load_synth(Path(soundfont) if soundfont is not None else default_soundfont(), sample_rate, gain_db)
     for channel, track in enumerate(score.tracks):

@@ -26,6 +26,7 @@ from orchestrion.fileio import atomic_write_text
 
 SAMPLE_RATE = 22050
 EDGE_SAMPLES = 768  # the iSTFT cannot rebuild the first/last n_fft − hop samples (spec §12 A3)
+MIN_SAMPLES = 1024 + 2 * EDGE_SAMPLES  # one 1024-sample analysis frame once the edges are trimmed
 
 
 def _as_tensor(wave: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -45,11 +46,16 @@ def si_sdr(reference: np.ndarray | torch.Tensor, estimate: np.ndarray | torch.Te
     ``target = α·reference`` with ``α = <est, ref> / ||ref||²``, and
     ``SI-SDR = 10·log10(||target||² / ||est − target||²)``. Invariant to rescaling the
     estimate; ``eps`` keeps identical signals finite (≈ +100 dB or more).
+
+    A silent (or constant) reference has nothing to project on: SI-SDR is undefined there and
+    :class:`DataError` says so (instead of a meaningless −150 dB).
     """
     ref, est = _as_tensor(reference), _as_tensor(estimate)
     _check_pair(ref, est)
     ref = ref - ref.mean()
     est = est - est.mean()
+    if float(torch.dot(ref, ref)) <= eps:
+        raise DataError("SI-SDR is undefined for a silent reference (nothing to compare the estimate with)")
     alpha = torch.dot(est, ref) / (torch.dot(ref, ref) + eps)
     target = alpha * ref
     noise = est - target
@@ -95,18 +101,27 @@ def multiscale_spectral_distance(
     return float(msd(ref.unsqueeze(0), est.unsqueeze(0)))
 
 
-def reconstruction_metrics(reference: np.ndarray, estimate: np.ndarray, trim: int = EDGE_SAMPLES) -> dict[str, float]:
-    """All three measures for one mono pair, over their common length minus ``trim`` samples at each end."""
+def reconstruction_metrics(
+    reference: np.ndarray, estimate: np.ndarray, trim: int = EDGE_SAMPLES
+) -> dict[str, float | None]:
+    """All three measures for one mono pair, over their common length minus ``trim`` samples at each end.
+
+    ``si_sdr_db`` is None where it is undefined (a silent reference).
+    """
     length = min(len(reference), len(estimate))
     start, stop = trim, length - trim
     if stop - start < 1024:
         raise DataError(f"audio too short to evaluate: {length} samples (need ≥ {1024 + 2 * trim})")
     ref = np.asarray(reference[start:stop], dtype=np.float32)
     est = np.asarray(estimate[start:stop], dtype=np.float32)
+    try:
+        sdr: float | None = si_sdr(ref, est)
+    except DataError:
+        sdr = None
     return {
         "multiscale_spectral_distance": multiscale_spectral_distance(ref, est),
         "lsd_db": log_spectral_distance(ref, est),
-        "si_sdr_db": si_sdr(ref, est),
+        "si_sdr_db": sdr,
     }
 
 
@@ -116,8 +131,9 @@ class ReconstructionReport:
 
     model: str
     reference_dir: str
-    files: list[dict[str, float | str]] = field(default_factory=list)
-    mean: dict[str, float] = field(default_factory=dict)
+    files: list[dict[str, float | str | None]] = field(default_factory=list)
+    mean: dict[str, float | None] = field(default_factory=dict)  # over the files where a measure is defined
+    skipped: list[dict[str, str]] = field(default_factory=list)  # unreadable files: {"file", "reason"}
 
     def to_json(self, path: str | Path) -> Path:
         """Write the report as JSON (atomically) and return the path."""
@@ -135,12 +151,15 @@ def evaluate_reconstruction(
 
     Files are mixed to mono at 22.05 kHz (the autoencoders are mono models), encoded and
     decoded (decoder noise from a fixed seed) and compared over their full length minus
-    768 samples at each end. Raises :class:`DataError` for a missing folder or one without
-    audio, :class:`~orchestrion.errors.CheckpointError` for a bad ``model_path``.
+    768 samples at each end. A file that cannot be read or is too short is skipped and listed
+    in ``report.skipped``. Raises :class:`DataError` for a missing folder, one without audio
+    or without any usable file, :class:`~orchestrion.errors.CheckpointError` for a bad ``model_path``.
     """
     from rich.progress import Progress
 
     from orchestrion.audio.io import collect_audio_files, load_audio
+    from orchestrion.errors import AudioError
+    from orchestrion.fileio import SkipReport
     from orchestrion.musika.inference import reconstruct, resolve_device
     from orchestrion.musika.train import load_autoencoder
 
@@ -148,13 +167,24 @@ def evaluate_reconstruction(
     files = collect_audio_files(reference_dir)
     model = load_autoencoder(model_path, resolve_device(device))
     report = ReconstructionReport(model=str(model.path), reference_dir=str(reference_dir))
+    skipped = SkipReport()
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("reconstruct", total=len(files))
         for path in files:
-            wave = load_audio(path, channels=1)
-            rebuilt = reconstruct(torch.from_numpy(wave), model).numpy()
-            metrics = reconstruction_metrics(wave[0], rebuilt[0])
-            report.files.append({"file": str(path.relative_to(reference_dir)), **metrics})
+            name = str(path.relative_to(reference_dir)) if reference_dir.is_dir() else path.name
+            try:
+                wave = load_audio(path, channels=1)
+                if wave.shape[1] < MIN_SAMPLES:
+                    raise DataError(f"too short to evaluate: {wave.shape[1]} samples (need ≥ {MIN_SAMPLES})")
+            except (AudioError, DataError) as error:
+                skipped.skip(path, str(error))
+            else:
+                rebuilt = reconstruct(torch.from_numpy(wave), model).numpy()
+                report.files.append({"file": name, **reconstruction_metrics(wave[0], rebuilt[0])})
             bar.advance(task)
-    report.mean = {name: float(np.mean([row[name] for row in report.files])) for name in METRIC_NAMES}
+    report.skipped = skipped.skipped
+    skipped.require_some(len(report.files), f"reference audio in {reference_dir}")
+    for name in METRIC_NAMES:
+        values = [row[name] for row in report.files if row[name] is not None]
+        report.mean[name] = float(np.mean(values)) if values else None
     return report

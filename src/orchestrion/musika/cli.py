@@ -22,6 +22,13 @@ def _bar(description: str, total: int) -> Iterator[Callable[[], None]]:
         yield lambda: bar.advance(task)
 
 
+def _announce(model) -> None:
+    """Say on stderr which checkpoint a command loaded (path, level, phase, step)."""
+    from orchestrion.musika.inference import describe_model
+
+    typer.echo(f"using {describe_model(model)}", err=True)
+
+
 @app.command("train-ae")
 def train_ae(
     data_dir: Path = typer.Argument(..., help="Folder of audio files (searched recursively)."),
@@ -77,21 +84,32 @@ def encode(
     source: Path = typer.Argument(..., help="An audio file or a folder of audio files."),
     model: Path = typer.Option(..., "--model", help="Autoencoder run directory (level 1 or 2)."),
     out: Path = typer.Option(..., "--out", help="Folder for the latent files (.safetensors + index.json)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace latent files that already exist in --out."),
 ) -> None:
     """Encode audio of any length to Musika latents (level 1: 86 frames/s; level 2: 10.8 or 5.4 frames/s).
+
+    Each audio file gets OUT/<its path under SOURCE>.safetensors (a/b.wav -> a/b.wav.safetensors), so
+    names never collide. Existing latent files are refused unless --overwrite is given (checked before
+    any work). Unreadable audio files are skipped and listed in OUT/report.jsonl.
 
     Example:
 
       orchestrion musika encode music/ --model runs/l2p2 --out latents/
     """
     from orchestrion.audio.io import collect_audio_files
-    from orchestrion.musika.inference import encode_files
+    from orchestrion.fileio import SkipReport
+    from orchestrion.musika.inference import SKIP_REPORT, encode_files
 
+    skipped = SkipReport()
+    written = 0
     with _bar("encode", len(collect_audio_files(source))) as advance:
-        for _ in encode_files(source, model, out, device=device):
+        for _ in encode_files(source, model, out, device=device, overwrite=overwrite, skipped=skipped):
+            written += 1
             advance()
-    typer.echo(f"latents written to {out}")
+    typer.echo(f"{written} latent file(s) written to {out}")
+    if skipped.skipped:
+        typer.secho(f"{len(skipped.skipped)} file(s) skipped, reasons in {out / SKIP_REPORT}", fg="yellow", err=True)
 
 
 @app.command("decode")
@@ -99,14 +117,16 @@ def decode(
     latent_dir: Path = typer.Argument(..., help="A folder of latent files (or one .safetensors file)."),
     model: Path = typer.Option(..., "--model", help="The autoencoder run directory that made the latents."),
     out: Path = typer.Option(..., "--out", help="Folder for the decoded WAV files."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     precision: str = typer.Option(
         "fp32", "--precision", help="fp32 (exact), or bf16: ~2x faster on CPUs with bf16 units, ~40 dB SNR."
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace WAV files that already exist in --out."),
 ) -> None:
     """Decode Musika latent files back to 22.05 kHz WAV audio of the original length.
 
     Audio is streamed to disk block by block, so latents of any length decode in bounded memory.
+    a/b.wav.safetensors becomes OUT/a/b.wav. Existing WAVs are refused unless --overwrite is given.
 
     Examples:
 
@@ -114,11 +134,14 @@ def decode(
 
       orchestrion musika decode latents/ --model runs/l2p2 --out decoded/ --precision bf16
     """
+    from orchestrion.musika.codec import latent_files
     from orchestrion.musika.inference import decode_files
 
-    total = len(list(latent_dir.glob("*.safetensors"))) if latent_dir.is_dir() else 1
+    total = len(latent_files(latent_dir)) if latent_dir.is_dir() else 1
     with _bar("decode", total) as advance:
-        for _ in decode_files(latent_dir, model, out, device=device, precision=precision):
+        for _ in decode_files(
+            latent_dir, model, out, device=device, precision=precision, overwrite=overwrite, on_model=_announce
+        ):
             advance()
     typer.echo(f"audio written to {out}")
 
@@ -129,9 +152,12 @@ def reconstruct(
     out_path: Path = typer.Argument(..., help="Output audio file (.wav or .flac)."),
     model: Path = typer.Option(..., "--model", help="Autoencoder run directory (level 1 or 2)."),
     png: bool = typer.Option(False, "--png", help="Also write OUT.png: spectrograms of input vs reconstruction."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT_PATH (and OUT.png) if they exist."),
 ) -> None:
     """Encode and decode one file (a quick listening test of a trained autoencoder).
+
+    OUT_PATH may never be IN_PATH; an existing OUT_PATH is replaced only with --overwrite.
 
     Example:
 
@@ -139,5 +165,7 @@ def reconstruct(
     """
     from orchestrion.musika.inference import reconstruct_file
 
-    for path in reconstruct_file(in_path, out_path, model, png=png, device=device):
+    for path in reconstruct_file(
+        in_path, out_path, model, png=png, device=device, overwrite=overwrite, on_model=_announce
+    ):
         typer.echo(f"wrote {path}")

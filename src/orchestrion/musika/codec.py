@@ -399,8 +399,21 @@ def load_latents(path: str | Path) -> LatentFile:
     )
 
 
+def latent_files(directory: str | Path) -> list[Path]:
+    """Every latent file under ``directory`` (recursive, sorted), leaving out hidden names such as the
+    temporary files of an interrupted write."""
+    directory = Path(directory)
+    return sorted(
+        path
+        for path in directory.rglob("*.safetensors")
+        if not any(part.startswith(".") for part in path.relative_to(directory).parts)
+    )
+
+
 def write_latent_index(directory: str | Path) -> Path:
-    """Write ``directory/index.json`` describing every latent file in it (headers only are read).
+    """Write ``directory/index.json`` describing every latent file under it (headers only are read).
+
+    ``file`` is the path relative to ``directory`` (``a/b.wav.safetensors``; encoding keeps folders).
 
     Layout: ``{"format", "format_version", "files": [{"file", "level", "hop", "sample_rate",
     "num_samples", "offset", "channels", "dim", "frames", "source", "checkpoint"}, ...]}``, files
@@ -410,9 +423,9 @@ def write_latent_index(directory: str | Path) -> Path:
     if not directory.is_dir():
         raise DataError(f"{directory}: latent directory not found")
     entries = []
-    for path in sorted(directory.glob("*.safetensors")):
+    for path in latent_files(directory):
         metadata = _read_metadata(path)
-        entry: dict[str, int | str] = {"file": path.name}
+        entry: dict[str, int | str] = {"file": path.relative_to(directory).as_posix()}
         entry.update(_int_fields(path, metadata, _INT_FIELDS))
         entry.update(source=metadata.get("source", ""), checkpoint=metadata.get("checkpoint", ""))
         entries.append(entry)

@@ -7,7 +7,9 @@ discriminator can see the seam between the two decoded windows.
 Design choices (the spec is silent on them):
 
 - Any folder of audio files is accepted (searched recursively). Channels are averaged
-  to mono, audio is resampled to 22 050 Hz.
+  to mono, audio is resampled to 22 050 Hz. Files that cannot be read are skipped and
+  listed in :attr:`AudioCropDataset.skipped` (a :class:`~orchestrion.fileio.SkipReport`);
+  only a folder with no usable file is an error.
 - The crop of a sample is a pure function of its :class:`~orchestrion.training.SampleKey`
   seed: the file is drawn with probability proportional to its duration (every second of
   audio is equally likely), then the offset uniformly. Training is therefore exactly
@@ -32,6 +34,7 @@ import torch
 from torch.utils.data import Dataset
 
 from orchestrion.errors import AudioError, DataError
+from orchestrion.fileio import SkipReport
 from orchestrion.training import SampleKey
 
 SAMPLE_RATE = 22050
@@ -61,11 +64,12 @@ class AudioFileInfo:
         return round(self.frames * SAMPLE_RATE / self.sample_rate)
 
 
-def scan_audio_folder(folder: str | Path) -> list[AudioFileInfo]:
-    """All audio files under ``folder`` (recursive), with their lengths.
+def scan_audio_folder(folder: str | Path, skipped: SkipReport | None = None) -> list[AudioFileInfo]:
+    """All readable audio files under ``folder`` (recursive), with their lengths.
 
-    Raises :class:`DataError` if the folder does not exist, holds no audio file, or a file
-    cannot be read (the message names it).
+    A file whose header cannot be read is recorded in ``skipped`` (given) or raises
+    :class:`DataError` naming it (``skipped=None``). Raises :class:`DataError` if the folder
+    does not exist or holds no audio file.
     """
     from orchestrion.audio.io import audio_info, collect_audio_files
 
@@ -76,7 +80,10 @@ def scan_audio_folder(folder: str | Path) -> list[AudioFileInfo]:
         try:
             info = audio_info(path)
         except AudioError as error:
-            raise DataError(f"training data: {error}") from error
+            if skipped is None:
+                raise DataError(f"training data: {error}") from error
+            skipped.skip(path, str(error))
+            continue
         infos.append(AudioFileInfo(Path(path), info.frames, info.sample_rate))
     return infos
 
@@ -103,17 +110,21 @@ class AudioCropDataset(Dataset):
         max_draws: int = 8,
     ) -> None:
         self.folder = Path(folder)
-        self.files = scan_audio_folder(self.folder)
+        self.skipped = SkipReport()
+        self.files = scan_audio_folder(self.folder, self.skipped)
         self.crop = crop_samples(frames)
         self.silence_db = silence_db
         self.max_draws = max_draws
-        # Padded lengths: a file shorter than one crop counts as one crop.
-        self.lengths = np.array([max(info.samples, self.crop) for info in self.files], dtype=np.int64)
-        self.weights = self.lengths / self.lengths.sum()
         decoded_bytes = 4 * int(sum(info.samples for info in self.files))
         self.cached: list[np.ndarray] | None = None
         if decoded_bytes <= cache_bytes:
-            self.cached = [self._decode_whole(info) for info in self.files]
+            decoded = [(info, self._decode_whole(info)) for info in self.files]
+            self.files = [info for info, wave in decoded if wave is not None]
+            self.cached = [wave for _, wave in decoded if wave is not None]
+        self.skipped.require_some(len(self.files), f"training audio in {self.folder}")
+        # Padded lengths: a file shorter than one crop counts as one crop.
+        self.lengths = np.array([max(info.samples, self.crop) for info in self.files], dtype=np.int64)
+        self.weights = self.lengths / self.lengths.sum()
 
     @property
     def total_seconds(self) -> float:
@@ -136,13 +147,15 @@ class AudioCropDataset(Dataset):
                 break
         return torch.from_numpy(crop)
 
-    def _decode_whole(self, info: AudioFileInfo) -> np.ndarray:
+    def _decode_whole(self, info: AudioFileInfo) -> np.ndarray | None:
+        """The whole file, mono and padded to one crop; None (and recorded as skipped) if it cannot be decoded."""
         from orchestrion.audio.io import load_audio
 
         try:
             wave = load_audio(info.path, sample_rate=SAMPLE_RATE).mean(axis=0)
         except AudioError as error:
-            raise DataError(f"{info.path}: cannot decode training audio ({error})") from error
+            self.skipped.skip(info.path, str(error))
+            return None
         return self._pad(np.ascontiguousarray(wave, dtype=np.float32))
 
     def _pad(self, wave: np.ndarray) -> np.ndarray:

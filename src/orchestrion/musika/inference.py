@@ -13,23 +13,19 @@ from __future__ import annotations
 
 import io
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from orchestrion.errors import CheckpointError, DataError
+from orchestrion.device import resolve_device
+from orchestrion.errors import AudioError, CheckpointError, DataError, OrchestrionError
+from orchestrion.fileio import SkipReport, check_output_path
 from orchestrion.musika.train import TrainedAutoencoder, load_autoencoder
 
 DECODE_SEED = 0
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; anything else is passed to torch."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+SKIP_REPORT = "report.jsonl"  # files a folder job could not use, one JSON object each
 
 
 def latent_digest(model: TrainedAutoencoder) -> str:
@@ -115,34 +111,96 @@ def reconstruct(wave: torch.Tensor, model: TrainedAutoencoder, seed: int = DECOD
     return decode_latent_file(latent_file, model.level1, model.level2, seed=seed, **_fast_options(model, "fp32"))
 
 
+def latent_name(relative: str | Path) -> Path:
+    """Where the latents of audio file ``relative`` (to the source folder) go, relative to the output folder.
+
+    Folders and the extension are kept (``a/b.wav`` → ``a/b.wav.safetensors``), so two audio
+    files never share a latent file (``b.wav`` and ``b.flac``, ``a/b.wav`` and ``a__b.wav``).
+    """
+    relative = Path(relative)
+    return relative.with_name(f"{relative.name}.safetensors")
+
+
+def decoded_name(latent_relative: str | Path) -> Path:
+    """The WAV a latent file decodes to: ``a/b.wav.safetensors`` → ``a/b.wav``, ``a/b.mp3.safetensors``
+    → ``a/b.mp3.wav`` (decoded audio is always WAV; the source's extension keeps names unique)."""
+    relative = Path(latent_relative)
+    stem = relative.name.removesuffix(".safetensors")
+    return relative.with_name(stem if stem.lower().endswith(".wav") else f"{stem}.wav")
+
+
+def check_outputs(targets: Iterable[Path], *, overwrite: bool, inputs: Iterable[Path] = ()) -> None:
+    """:func:`~orchestrion.fileio.check_output_path` for every file a folder job will write, before the work.
+
+    Without ``overwrite`` the job is refused if any target exists (naming the first and how many), so
+    a folder is never half replaced; an input is never a target, and no target may be a folder.
+    """
+    inputs = list(inputs)
+    existing = []
+    for target in targets:
+        check_output_path(target, overwrite=True, inputs=inputs)  # never an input, never a folder
+        if target.exists() and not overwrite:
+            existing.append(target)
+    if existing:
+        more = f" and {len(existing) - 1} more output file(s)" if len(existing) > 1 else ""
+        raise OrchestrionError(f"{existing[0]}{more}: exist; pass --overwrite to replace them")
+
+
 def encode_files(
-    source: str | Path, model_path: str | Path, out_dir: str | Path, *, device: str = "auto"
+    source: str | Path,
+    model_path: str | Path,
+    out_dir: str | Path,
+    *,
+    device: str = "auto",
+    overwrite: bool = False,
+    skipped: SkipReport | None = None,
 ) -> Iterator[Path]:
     """Encode one audio file or every audio file under a folder to latent files in ``out_dir``.
 
-    Yields each written ``.safetensors`` path (named after the audio file; files in
-    sub-folders get their relative path joined with ``__``), then writes ``index.json``.
+    Yields each written ``.safetensors`` path (named by :func:`latent_name`), then writes
+    ``index.json`` for every latent file of ``out_dir``. Existing latent files are refused without
+    ``overwrite`` (checked before any work). A file that cannot be read is skipped, recorded in
+    ``skipped`` and in ``out_dir/report.jsonl`` (written whenever a file was skipped); only when
+    no file could be encoded is it an error. Every latent file is written atomically: a failure
+    never leaves a partial one.
     """
     from orchestrion.audio.io import collect_audio_files
     from orchestrion.musika.codec import encode_to_latent_file, save_latents, write_latent_index
 
     source, out_dir = Path(source), Path(out_dir)
     files = collect_audio_files(source)
+    relatives = [path.relative_to(source) if source.is_dir() else Path(path.name) for path in files]
+    targets = [out_dir / latent_name(relative) for relative in relatives]
+    check_outputs(targets, overwrite=overwrite, inputs=files)
     model = load_autoencoder(model_path, resolve_device(device))
     digest = latent_digest(model)
-    for path in files:
-        relative = path.relative_to(source) if source.is_dir() else Path(path.name)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=out_dir, prefix=".resampled-") as scratch:
-            wave = _resampled_memmap(path, Path(scratch))
-            latent_file = encode_to_latent_file(
-                wave, model.level1, model.level2, source=str(relative), checkpoint=digest
-            )
-            del wave  # release the map before its file is removed
-        target = out_dir / ("__".join(relative.with_suffix("").parts) + ".safetensors")
+    skipped = SkipReport() if skipped is None else skipped
+    written = 0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path, relative, target in zip(files, relatives, targets, strict=True):
+        try:
+            with tempfile.TemporaryDirectory(dir=out_dir, prefix=".resampled-") as scratch:
+                wave = _resampled_memmap(path, Path(scratch))
+                latent_file = encode_to_latent_file(
+                    wave, model.level1, model.level2, source=relative.as_posix(), checkpoint=digest
+                )
+                del wave  # release the map before its file is removed
+        except (AudioError, DataError) as error:
+            skipped.skip(path, str(error))
+            continue
         save_latents(target, latent_file)
+        written += 1
         yield target
+    if skipped.skipped:
+        skipped.write(out_dir / SKIP_REPORT)
+    skipped.require_some(written, f"audio in {source}")
     write_latent_index(out_dir)
+
+
+def describe_model(model: TrainedAutoencoder) -> str:
+    """One line saying which checkpoint a command uses: its path, level, phase and training step."""
+    step = "" if model.step is None else f", step {model.step}"
+    return f"model {model.path} (level {model.level}, phase {model.config.phase}{step})"
 
 
 def decode_files(
@@ -152,29 +210,36 @@ def decode_files(
     *,
     device: str = "auto",
     precision: str = "fp32",
+    overwrite: bool = False,
+    on_model: Callable[[TrainedAutoencoder], None] | None = None,
 ) -> Iterator[Path]:
-    """Decode every latent file of ``latent_dir`` (or one file) to a WAV in ``out_dir``; yields the paths.
+    """Decode every latent file under ``latent_dir`` (or one file) to a WAV in ``out_dir``; yields the paths.
 
-    Audio is streamed block by block to the file (bounded memory for any length). On the CPU
-    the fast decoder is used (``precision="bf16"`` trades ~40 dB SNR for ~2x speed, opt-in).
-    Latents made by another model (other encoder weights) or another level are refused
-    with :class:`DataError`.
+    Each WAV keeps the latent file's folder and name (see :func:`decoded_name`). Existing WAVs are
+    refused without ``overwrite``, before any work. Audio is streamed block by block to the file
+    (bounded memory for any length). On the CPU the fast decoder is used (``precision="bf16"``
+    trades ~40 dB SNR for ~2x speed, opt-in). Latents made by another model (other encoder weights)
+    or another level are refused with :class:`DataError`. ``on_model`` is called with the loaded model.
     """
-    from orchestrion.musika.codec import iter_decode, load_latents
+    from orchestrion.musika.codec import iter_decode, latent_files, load_latents
 
     latent_dir, out_dir = Path(latent_dir), Path(out_dir)
     if latent_dir.is_file():
-        files = [latent_dir]
+        files, root = [latent_dir], latent_dir.parent
     elif latent_dir.is_dir():
-        files = sorted(latent_dir.glob("*.safetensors"))
+        files, root = latent_files(latent_dir), latent_dir
     else:
         raise DataError(f"{latent_dir}: no such latent file or folder")
     if not files:
         raise DataError(f"{latent_dir}: no latent files (*.safetensors) found")
+    targets = [out_dir / decoded_name(path.relative_to(root)) for path in files]
+    check_outputs(targets, overwrite=overwrite, inputs=files)
     model = load_autoencoder(model_path, resolve_device(device))
+    if on_model is not None:
+        on_model(model)
     _require_phase(model)
     digest = latent_digest(model)
-    for path in files:
+    for path, target in zip(files, targets, strict=True):
         latent_file = load_latents(path)
         if latent_file.level != model.level:
             raise DataError(f"{path}: level-{latent_file.level} latents, but the model is level {model.level}")
@@ -186,7 +251,7 @@ def decode_files(
         pieces = iter_decode(
             latent_file.latents, model.level1, model.level2, seed=DECODE_SEED, **_fast_options(model, precision)
         )
-        yield _write_wave_stream(out_dir / f"{path.stem}.wav", pieces, latent_file.offset, latent_file.num_samples)
+        yield _write_wave_stream(target, pieces, latent_file.offset, latent_file.num_samples)
 
 
 def spectrogram_comparison_png(path: str | Path, panels: Iterable[tuple[str, np.ndarray]]) -> Path:
@@ -218,17 +283,31 @@ def spectrogram_comparison_png(path: str | Path, panels: Iterable[tuple[str, np.
 
 
 def reconstruct_file(
-    in_path: str | Path, out_path: str | Path, model_path: str | Path, *, png: bool = False, device: str = "auto"
+    in_path: str | Path,
+    out_path: str | Path,
+    model_path: str | Path,
+    *,
+    png: bool = False,
+    device: str = "auto",
+    overwrite: bool = False,
+    on_model: Callable[[TrainedAutoencoder], None] | None = None,
 ) -> list[Path]:
     """Encode + decode one audio file to ``out_path`` (WAV/FLAC, same channels and length).
 
     With ``png`` also writes ``out_path`` with suffix ``.png``: spectrograms of the input
-    and the reconstruction (first channel). Returns the written paths.
+    and the reconstruction (first channel). The outputs are checked before any work: never the
+    input, existing files only with ``overwrite``. ``on_model`` is called with the loaded model.
+    Returns the written paths.
     """
-    from orchestrion.audio.io import load_audio, save_audio
+    from orchestrion.audio.io import check_audio_output, load_audio, save_audio
 
     in_path, out_path = Path(in_path), Path(out_path)
+    check_audio_output(out_path, overwrite=overwrite, inputs=[in_path])
+    if png:
+        check_output_path(out_path.with_suffix(".png"), overwrite=overwrite, inputs=[in_path])
     model = load_autoencoder(model_path, resolve_device(device))
+    if on_model is not None:
+        on_model(model)
     wave = load_audio(in_path)
     rebuilt = reconstruct(torch.from_numpy(wave), model).numpy()
     written = [save_audio(out_path, rebuilt)]

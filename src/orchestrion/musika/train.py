@@ -66,6 +66,7 @@ from orchestrion.musika.discriminators import (
 )
 from orchestrion.musika.layers import merge_windows, split_windows
 
+SKIP_REPORT = "report.jsonl"  # unreadable training files, one JSON object each (written only when there are some)
 # ------------------------------------------------------------------------------------------ modules
 
 
@@ -356,13 +357,31 @@ def train_autoencoder(
         dataset=dataset,
         config=trainer_config,
     )
+    if trainer.is_main and config.preset != "debug" and trainer.device.type == "cpu":
+        import warnings
+
+        warnings.warn(
+            f"the {config.preset!r} preset is full size and this run trains on the CPU: expect days to months for "
+            f"{trainer_config.max_steps} steps (the speed is printed after the first steps); use a GPU, or "
+            "--preset debug for a quick try-out",
+            stacklevel=2,
+        )
+    if trainer.is_main and dataset.skipped.skipped:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dataset.skipped.write(run_dir / SKIP_REPORT)
     if progress and trainer.is_main:
         from rich.console import Console
 
-        Console(stderr=True).print(
+        console = Console(stderr=True)
+        console.print(
             f"level {config.level} phase {config.phase}: {len(dataset.files)} audio files, "
             f"{dataset.total_seconds / 60:.1f} min, {len(dataset)} crops of {dataset.crop} samples per epoch"
         )
+        if dataset.skipped.skipped:
+            console.print(
+                f"[yellow]{len(dataset.skipped.skipped)} unreadable file(s) skipped, reasons in "
+                f"{run_dir / SKIP_REPORT}[/]"
+            )
     return trainer.fit(resume=resume)
 
 
@@ -377,6 +396,7 @@ class TrainedAutoencoder:
     level1: Level1Autoencoder
     level2: Level2Autoencoder | None
     path: Path
+    step: int | None = None  # training step of the checkpoint
 
     @property
     def level(self) -> int:
@@ -401,4 +421,4 @@ def load_autoencoder(path: str | Path, device: str | torch.device = "cpu") -> Tr
         ckpt.load_into("level2_encoder", level2.encoder)
         ckpt.load_into("level2_decoder", level2.decoder)
         level2 = level2.to(device).eval()
-    return TrainedAutoencoder(config, level1.to(device).eval(), level2, ckpt.path)
+    return TrainedAutoencoder(config, level1.to(device).eval(), level2, ckpt.path, ckpt.step)

@@ -8,19 +8,34 @@ GPU, periodic atomic checkpoints with keep-last-N, bit-exact resume, a progress 
 
 Determinism: the dataset never sees a bare index but a :class:`SampleKey` whose seed
 is a pure function of (trainer seed, position in the global sample stream). Data
-order and per-sample randomness therefore depend only on the step, so a resumed run
+order and per-sample randomness therefore depend only on the position, so a resumed run
 and any DDP world size see exactly the samples they would have seen uninterrupted.
+Checkpoints store the position (``samples_seen``), the trainer config, the world size
+and every rank's CPU and CUDA generator: a resume with another world size, batch size
+or accumulation continues at the next unseen sample (no sample skipped or repeated),
+says that it is no longer bit-identical, and a resume with another seed is refused.
+
+Feedback: the checkpoint a resume starts from, a run already past ``max_steps``, the
+expected duration (from the speed of the first steps), and — when stderr is not a
+terminal (a cluster job's log) — a progress line every :data:`PROGRESS_LINE_SECONDS`
+instead of the bar. Ctrl-C finishes the current step, writes a checkpoint and names it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import dataclasses
 import json
 import os
 import random
 import shutil
+import signal
+import sys
+import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -34,15 +49,19 @@ from torch.utils.data import DataLoader, Dataset
 from orchestrion.checkpoint import (
     CHECKPOINTS_SUBDIR,
     checkpoint_step_dirs,
+    latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
 from orchestrion.config import config_to_dict
+from orchestrion.device import resolve_device
 from orchestrion.errors import CheckpointError, ConfigError
 from orchestrion.fileio import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 LOSS_CURVE_FILE = "loss_curve.png"
+PROGRESS_LINE_SECONDS = 30.0  # without a terminal: one progress line this often
+ESTIMATE_AFTER_SECONDS = 10.0  # the expected duration is printed once the first steps took this long
 
 
 class SampleKey(NamedTuple):
@@ -79,12 +98,13 @@ class _KeyBatches:
     """Infinite stream of micro-batches of :class:`SampleKey` for one rank.
 
     Global sample ``s`` is item ``perm_e[s mod N]`` of epoch ``e = s // N``, with a
-    permutation seeded by (seed, e); rank ``r`` takes every ``world``-th micro-batch.
+    permutation seeded by (seed, e); from global sample ``start_sample`` on, rank ``r``
+    takes every ``world``-th micro-batch.
     """
 
-    def __init__(self, n_items: int, batch_size: int, seed: int, rank: int, world: int, start_micro: int):
+    def __init__(self, n_items: int, batch_size: int, seed: int, rank: int, world: int, start_sample: int):
         self.n_items, self.batch_size, self.seed = n_items, batch_size, seed
-        self.rank, self.world, self.start_micro = rank, world, start_micro
+        self.rank, self.world, self.start_sample = rank, world, start_sample
         self._epoch, self._perm = -1, np.empty(0, dtype=np.int64)
 
     def _item(self, s: int) -> SampleKey:
@@ -96,15 +116,38 @@ class _KeyBatches:
         return SampleKey(int(self._perm[pos]), sample_seed)
 
     def __iter__(self) -> Iterator[list[SampleKey]]:
-        micro = self.start_micro
+        micro = 0
         while True:
-            first = (micro * self.world + self.rank) * self.batch_size
+            first = self.start_sample + (micro * self.world + self.rank) * self.batch_size
             yield [self._item(s) for s in range(first, first + self.batch_size)]
             micro += 1
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this process when its parent dies (even by SIGKILL)."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # workers decode audio/MIDI; the main process owns the cores
+    # a worker busy with a batch never polls its parent: without this it outlives a killed trainer
+    _die_with_parent()
+
+
+def _format_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -186,17 +229,23 @@ class Trainer:
         self.config = config
         self.collate_fn = collate_fn
         self.step = 0
-        if len(dataset) == 0:  # type: ignore[arg-type]
+        self.samples_seen = 0  # position in the global sample stream (all ranks, all micro-batches)
+        items = len(dataset)  # type: ignore[arg-type]
+        if items == 0:
             raise ConfigError("the training dataset is empty")
+        if config.batch_size > items:
+            warnings.warn(
+                f"batch size {config.batch_size} is more than the {items} samples the data holds per epoch; "
+                f"using {items}",
+                stacklevel=2,
+            )
+            self.config = config = dataclasses.replace(config, batch_size=items)
 
         self._owns_process_group = False
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        if config.device == "auto":
-            self.device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-        else:
-            self.device = torch.device(config.device)
+        self.device = resolve_device(config.device, local_rank)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         if self.world_size > 1 and not dist.is_initialized():
@@ -220,6 +269,8 @@ class Trainer:
             self._amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self._scaler = torch.amp.GradScaler("cuda") if self._amp_dtype == torch.float16 else None
         self._stepped: set[str] = set()
+        self._stop_requested = False
+        self._saved_step: int | None = None
 
     # ----------------------------------------------------------------- helpers
     @property
@@ -268,7 +319,7 @@ class Trainer:
             self.config.seed,
             self.rank,
             self.world_size,
-            start_micro=self.step * self.config.grad_accum,
+            start_sample=self.samples_seen,
         )
         return DataLoader(
             self.dataset,
@@ -282,27 +333,38 @@ class Trainer:
         )
 
     # ------------------------------------------------------------- checkpoints
+    def _all_ranks(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+        """Every rank's copy of a CPU ``tensor`` (collective under DDP; through the device for NCCL)."""
+        if self.world_size == 1:
+            return [tensor]
+        local = tensor.to(self.device)
+        gathered = [torch.empty_like(local) for _ in range(self.world_size)]
+        dist.all_gather(gathered, local)
+        return [t.cpu() for t in gathered]
+
     def _rng_state(self) -> dict[str, Any]:
-        torch_state = torch.get_rng_state()
-        if self.world_size > 1:  # every rank's generator, so that each resumes its own stream
-            gathered = [torch.empty_like(torch_state) for _ in range(self.world_size)]
-            dist.all_gather(gathered, torch_state)
-            torch_states = gathered
-        else:
-            torch_states = [torch_state]
+        """Every rank's generators (CPU and its own CUDA device), so that each resumes its own stream."""
+        torch_states = self._all_ranks(torch.get_rng_state())
+        cuda_states = self._all_ranks(torch.cuda.get_rng_state(self.device)) if self.device.type == "cuda" else []
         np_state = np.random.get_state()
         return {
             "torch": torch_states,
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "cuda": cuda_states,
             "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
             "python": random.getstate(),
         }
 
     def _set_rng_state(self, state: dict[str, Any]) -> None:
-        torch_states = state["torch"]
-        torch.set_rng_state(torch_states[self.rank] if len(torch_states) == self.world_size else torch_states[0])
-        if state["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
+        torch_states, cuda_states = state["torch"], state["cuda"]
+        if self.rank < len(torch_states):
+            torch.set_rng_state(torch_states[self.rank])
+        else:  # a rank the saved run did not have: its own fresh stream
+            torch.manual_seed(self.config.seed + self.rank + 1_000_003 * self.step)
+        if self.device.type == "cuda":
+            if self.rank < len(cuda_states):
+                torch.cuda.set_rng_state(cuda_states[self.rank], self.device)
+            else:
+                torch.cuda.manual_seed(self.config.seed + self.rank + 1_000_003 * self.step)
         kind, keys, pos, has_gauss, cached = state["numpy"]
         np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
         version, internal, gauss = state["python"]
@@ -315,6 +377,7 @@ class Trainer:
             return None
         state = {
             "step": self.step,
+            "samples_seen": self.samples_seen,
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
             "scaler": self._scaler.state_dict() if self._scaler is not None else None,
             "rng": rng,
@@ -327,16 +390,20 @@ class Trainer:
             modules=self.modules,
             state=state,
         )
+        self._saved_step = self.step
         for _, old in checkpoint_step_dirs(self.run_dir)[: -self.config.keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
+            try:
+                shutil.rmtree(old)
+            except OSError as error:  # training goes on; the user learns what is left behind
+                warnings.warn(f"{old}: could not delete this old checkpoint ({error.strerror or error})", stacklevel=2)
         self._plot_metrics()
         return path
 
     def _resume(self) -> bool:
-        steps = checkpoint_step_dirs(self.run_dir)
-        if not steps:
+        latest = latest_checkpoint(self.run_dir)
+        if latest is None:
             return False
-        ckpt = load_checkpoint(steps[-1][1])
+        ckpt = load_checkpoint(latest[1])
         if config_to_dict(ckpt.config) != config_to_dict(self.model_config) or type(ckpt.config) is not type(
             self.model_config
         ):
@@ -353,11 +420,51 @@ class Trainer:
             optimizer.load_state_dict(state["optimizers"][name])
         if self._scaler is not None and state["scaler"] is not None:
             self._scaler.load_state_dict(state["scaler"])
-        self._set_rng_state(state["rng"])
         self.step = int(state["step"])
+        self.samples_seen = self._resume_position(ckpt.path, state)
+        self._set_rng_state(state["rng"])
+        self._saved_step = self.step
+        self._say(f"resuming from {ckpt.path} (step {self.step})")
         return True
 
+    def _resume_position(self, path: Path, state: dict[str, Any]) -> int:
+        """Where in the sample stream the checkpoint stopped; refuses a changed seed, adapts to a changed
+        world size, batch size or accumulation (and says the run is then no longer bit-identical)."""
+        stored = state.get("trainer_config") or {}
+        stored_world = int(state.get("world_size", 1))
+        if "seed" in stored and stored["seed"] != self.config.seed:
+            raise CheckpointError(
+                f"{path}: the run was trained with seed {stored['seed']}, not {self.config.seed}; "
+                "resume with the same seed (another seed would draw other data)"
+            )
+        batch = int(stored.get("batch_size", self.config.batch_size))
+        accum = int(stored.get("grad_accum", self.config.grad_accum))
+        seen = state.get("samples_seen")
+        if seen is None:  # checkpoints written before the position was stored
+            seen = self.step * accum * stored_world * batch
+        changed = [
+            f"{name} {old} -> {new}"
+            for name, old, new in (
+                ("world size", stored_world, self.world_size),
+                ("batch size", batch, self.config.batch_size),
+                ("gradient accumulation", accum, self.config.grad_accum),
+            )
+            if old != new
+        ]
+        if changed:
+            warnings.warn(
+                f"{path}: resuming with {', '.join(changed)}: training continues at sample {int(seen)} of the data "
+                "stream (none skipped or repeated), but is no longer bit-identical to an uninterrupted run",
+                stacklevel=3,
+            )
+        return int(seen)
+
     # ----------------------------------------------------------------- logging
+    def _say(self, message: str) -> None:
+        """One line on stderr from rank 0 (what the run does: resume point, estimates, checkpoints)."""
+        if self.is_main:
+            print(message, file=sys.stderr, flush=True)
+
     def _metrics_path(self) -> Path:
         return self.run_dir / METRICS_FILE
 
@@ -414,9 +521,46 @@ class Trainer:
         ctx = StepContext(self)
         last: dict[str, float] = {}
         if self.step >= self.config.max_steps:
+            self._say(
+                f"{self.run_dir}: already at step {self.step}, which reaches the {self.config.max_steps} steps asked "
+                "for; nothing to train (ask for more steps to continue)"
+            )
             return last
-        progress = self._progress()
+        with self._ctrl_c_finishes_the_step():
+            last = self._train(ctx)
+        if self.world_size > 1:
+            dist.barrier()
+        if self._owns_process_group:
+            dist.destroy_process_group()
+        return last
+
+    @contextlib.contextmanager
+    def _ctrl_c_finishes_the_step(self) -> Iterator[None]:
+        """A single process: the first Ctrl-C ends training after the current step with a checkpoint
+        (see :meth:`_train`), a second one stops at once. Under DDP Ctrl-C keeps its default effect."""
+        if self.world_size > 1 or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum, frame) -> None:
+            self._stop_requested = True
+            signal.signal(signal.SIGINT, previous)
+            self._say("Ctrl-C: finishing this step and writing a checkpoint (press again to stop at once)")
+
+        previous = signal.signal(signal.SIGINT, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _train(self, ctx: StepContext) -> dict[str, float]:
+        last: dict[str, float] = {}
+        on_terminal = sys.stderr.isatty()
+        show = self.config.progress and self.is_main
+        progress = self._progress(enabled=show and on_terminal)
         started, first_step = time.monotonic(), self.step
+        next_line, estimated = started + PROGRESS_LINE_SECONDS, False
+        per_step = self.config.grad_accum * self.world_size * self.config.batch_size
         batches = iter(self._loader())
         with progress:
             task = progress.add_task("train", total=self.config.max_steps, completed=self.step, metrics="")
@@ -435,6 +579,7 @@ class Trainer:
                 if self._scaler is not None and self._stepped:
                     self._scaler.update()
                 self.step += 1
+                self.samples_seen += per_step
                 last = {k: v / self.config.grad_accum for k, v in sums.items()}
                 if self.is_main and (self.step % self.config.log_every == 0 or self.step == self.config.max_steps):
                     self._log(last, time.monotonic() - started)
@@ -442,17 +587,32 @@ class Trainer:
                     self.save()
                 shown = "  ".join(f"{k} {v:.4g}" for k, v in list(last.items())[:4])
                 progress.update(task, completed=self.step, metrics=shown)
-        if self.world_size > 1:
-            dist.barrier()
-        if self.is_main:
-            done = self.step - first_step
-            rate = done / max(time.monotonic() - started, 1e-9)
-            progress.console.print(f"trained {done} steps ({rate:.2f} steps/s) → {self.run_dir}")
-        if self._owns_process_group:
-            dist.destroy_process_group()
+                now = time.monotonic()
+                if show and not estimated and now - started >= ESTIMATE_AFTER_SECONDS:
+                    estimated = True
+                    rate = (self.step - first_step) / (now - started)
+                    remaining = (self.config.max_steps - self.step) / rate
+                    self._say(
+                        f"{rate:.3g} steps/s: the remaining {self.config.max_steps - self.step} steps will take "
+                        f"about {_format_duration(remaining)}"
+                    )
+                if show and not on_terminal and now >= next_line:
+                    next_line = now + PROGRESS_LINE_SECONDS
+                    self._say(f"step {self.step}/{self.config.max_steps}  {shown}  ({_format_duration(now - started)})")
+                if self._stop_requested:
+                    if self._saved_step != self.step:
+                        self.save()
+                    self._say(
+                        f"interrupted at step {self.step}: checkpoint written to "
+                        f"{self.run_dir / CHECKPOINTS_SUBDIR / f'step_{self.step:08d}'}; continue with --resume"
+                    )
+                    raise KeyboardInterrupt
+        done = self.step - first_step
+        rate = done / max(time.monotonic() - started, 1e-9)
+        self._say(f"trained {done} steps ({rate:.2f} steps/s) → {self.run_dir}")
         return last
 
-    def _progress(self):
+    def _progress(self, enabled: bool):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         return Progress(
@@ -461,7 +621,6 @@ class Trainer:
             MofNCompleteColumn(),
             TimeRemainingColumn(),
             TextColumn("{task.fields[metrics]}"),
-            disable=not (self.config.progress and self.is_main),
+            disable=not enabled,
             transient=False,
         )
-

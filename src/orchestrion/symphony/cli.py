@@ -238,7 +238,8 @@ def roundtrip(
     midi_in: Path = typer.Argument(..., help="Input MIDI file."),
     midi_out: Path = typer.Argument(..., help="Output MIDI file: what the representation keeps."),
     bpe: Path | None = typer.Option(None, "--bpe", help="Also pass through these Music BPE merges."),
-    data: Path | None = typer.Option(None, "--data", help="Also pass through this dataset's merges."),
+    data: Path | None = typer.Option(None, "--data", help="Encode as this dataset was made and pass through its "
+                                                          "merges."),
     tokens_out: Path | None = typer.Option(None, "--tokens", help="Also save the (BPE) tokens (.npy or .txt)."),
     sparse_merge: bool | None = typer.Option(
         None, "--sparse-merge/--no-sparse-merge",

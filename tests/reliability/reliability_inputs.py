@@ -139,6 +139,11 @@ def _write_tokens_and_datasets(root: Path) -> None:
     (root / "unfinished" / "plan.json").write_text(json.dumps({"source": "x", "files": []}))
     shutil.copytree(root / "data", root / "bad_manifest")
     (root / "bad_manifest" / "manifest.json").write_text("{cut short")
+    shutil.copytree(root / "data", root / "manifest_without_shards")
+    manifest = json.loads((root / "data" / "manifest.json").read_text())
+    del manifest["shards"]
+    (root / "manifest_without_shards" / "manifest.json").write_text(json.dumps(manifest))
+    (tokens / "binary.txt").write_bytes(np.random.default_rng(1).bytes(300))
     shutil.copytree(root / "data", root / "lost_shard")
     next((root / "lost_shard").glob("shard-*.tokens.npy")).unlink()
 

@@ -112,6 +112,10 @@ def save_npy_atomic(path: Path, array: np.ndarray) -> None:
         np.save(handle, array)
 
 
+# Manifest entries the readers rely on, and their JSON types.
+_MANIFEST_FIELDS = {"mmr_vocab": dict, "event_vocab_size": int, "counts": dict, "shards": list}
+
+
 def read_manifest(data_dir: str | Path) -> dict:
     """Load and validate ``manifest.json`` of a finished dataset folder."""
     data_dir = Path(data_dir)
@@ -128,6 +132,10 @@ def read_manifest(data_dir: str | Path) -> dict:
         raise DataError(f"{data_dir}: not a token dataset, {_folder_kind(data_dir)}")
     if manifest.get("version") != DATASET_FORMAT_VERSION:
         raise DataError(f"{path}: unsupported dataset format version {manifest.get('version')!r}")
+    missing = [key for key, kind in _MANIFEST_FIELDS.items() if not isinstance(manifest.get(key), kind)]
+    if missing:
+        raise DataError(f"{path}: dataset manifest is damaged (missing or malformed: {', '.join(missing)}); "
+                        "tokenize the MIDI files again")
     if manifest.get("mmr_vocab_version") != MMR_VOCAB_VERSION:
         raise DataError(f"{path}: tokens use MMR vocabulary v{manifest.get('mmr_vocab_version')}, this"
                         f" orchestrion uses v{MMR_VOCAB_VERSION}; tokenize the MIDI files again")
@@ -283,7 +291,10 @@ def load_token_file(path: str | Path, bpe: MusicBPE | None = None) -> np.ndarray
         return tokens.astype(np.int32)
     if path.suffix != ".txt":
         raise DataError(f"{path}: token files must end in .npy or .txt")
-    words = path.read_text().split()
+    try:
+        words = path.read_text(encoding="utf-8").split()
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text token file (not UTF-8 text); token files are .npy or MMR text") from None
     if len(words) % N_FIELDS:
         raise DataError(f"{path}: {len(words)} strings is not a whole number of 4-field steps")
     names = {}

@@ -134,6 +134,8 @@ def _write_tokens_and_datasets(root: Path) -> None:
     (tokens / "unknown_strings.txt").write_text("Q9 Q9 Q9 Q9\n")
     (tokens / "tokens.csv").write_text("1,2,3,4\n")
     (tokens / "garbage_bpe.json").write_text("{not json")
+    (tokens / "list_bpe.json").write_text("[1, 2]")
+    np.save(tokens / "int64_ids.npy", np.full((3, 4), 2**40, np.int64))
 
     (root / "unfinished").mkdir()
     (root / "unfinished" / "plan.json").write_text(json.dumps({"source": "x", "files": []}))

@@ -169,6 +169,10 @@ CASES = [
          "{in}/tokens/unknown_strings.txt: "),
     Case("detokenize-binary-txt", "symphony detokenize {in}/tokens/binary.txt --out {out}/o.mid",
          "{in}/tokens/binary.txt: not a text token file (not UTF-8 text)"),
+    Case("detokenize-json-list-as-bpe", "symphony detokenize {in}/tokens/bpe.npy --out {out}/o.mid --bpe "
+         "{in}/tokens/list_bpe.json", "{in}/tokens/list_bpe.json: not a Music BPE file (a JSON list, not an object)"),
+    Case("detokenize-64-bit-ids", "symphony detokenize {in}/tokens/int64_ids.npy --out {out}/o.mid",
+         "{in}/tokens/int64_ids.npy: token ids beyond the 32-bit range (1099511627776 to 1099511627776)"),
     Case("detokenize-csv", "symphony detokenize {in}/tokens/tokens.csv --out {out}/o.mid",
          "{in}/tokens/tokens.csv: token files must end in .npy or .txt"),
     Case("detokenize-bpe-without-merges", "symphony detokenize {in}/tokens/bpe.npy --out {out}/o.mid",

@@ -288,6 +288,10 @@ def load_token_file(path: str | Path, bpe: MusicBPE | None = None) -> np.ndarray
             raise DataError(f"{path}: not a readable .npy token file (expected an int array saved by numpy)") from None
         if tokens.ndim != 2 or tokens.shape[1] != N_FIELDS or not np.issubdtype(tokens.dtype, np.integer):
             raise DataError(f"{path}: expected an integer (steps, 4) array, got {tokens.dtype} {tokens.shape}")
+        limits = np.iinfo(np.int32)
+        if len(tokens) and (tokens.min() < limits.min or tokens.max() > limits.max):
+            raise DataError(f"{path}: token ids beyond the 32-bit range ({tokens.min()} to {tokens.max()});"
+                            " these are not MMR tokens")
         return tokens.astype(np.int32)
     if path.suffix != ".txt":
         raise DataError(f"{path}: token files must end in .npy or .txt")

@@ -502,6 +502,8 @@ class MusicBPE:
 
     @classmethod
     def from_json(cls, data: Mapping, source: str = "<json>") -> MusicBPE:
+        if not isinstance(data, Mapping):
+            raise DataError(f"{source}: not a Music BPE file (a JSON {type(data).__name__}, not an object)")
         if data.get("format") != BPE_FORMAT:
             raise DataError(f"{source}: not a Music BPE file (format {data.get('format')!r})")
         if data.get("version") != BPE_FORMAT_VERSION:

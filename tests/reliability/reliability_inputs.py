@@ -132,6 +132,7 @@ def _write_tokens_and_datasets(root: Path) -> None:
     (tokens / "garbage.npy").write_bytes(b"\x93NUMPY garbage")
     (tokens / "five_strings.txt").write_text("E5 r8 t0 xE p0\n")
     (tokens / "unknown_strings.txt").write_text("Q9 Q9 Q9 Q9\n")
+    (tokens / "unknown_event.txt").write_text("E5 r8 t0 xE\nC4E4G4 r8 t0 xE\n")
     (tokens / "tokens.csv").write_text("1,2,3,4\n")
     (tokens / "garbage_bpe.json").write_text("{not json")
     (tokens / "list_bpe.json").write_text("[1, 2]")

@@ -111,7 +111,8 @@ CASES = [
     Case("tokenize-no-midi", "symphony tokenize {in}/midi/no_midi --out {out}/d",
          "{in}/midi/no_midi: no .mid or .midi files found"),
     Case("tokenize-only-bad-files", "symphony tokenize {in}/midi/only_bad --out {out}/d",
-         "{in}/midi/only_bad: none of the 3 MIDI files could be encoded (first: random.mid: "),
+         "{in}/midi/only_bad: none of the 3 MIDI files could be encoded (first: {in}/midi/only_bad/random.mid: not a"
+         " MIDI file"),
     Case("tokenize-text-file", "symphony tokenize {in}/midi/shopping.txt --out {out}/d",
          "{in}/midi/shopping.txt: not a .mid/.midi file"),
     Case("tokenize-out-is-a-file", "symphony tokenize {in}/midi/corpus --out {in}/a_file",
@@ -166,7 +167,10 @@ CASES = [
     Case("detokenize-five-strings", "symphony detokenize {in}/tokens/five_strings.txt --out {out}/o.mid",
          "{in}/tokens/five_strings.txt: 5 strings is not a whole number of 4-field steps"),
     Case("detokenize-unknown-strings", "symphony detokenize {in}/tokens/unknown_strings.txt --out {out}/o.mid",
-         "{in}/tokens/unknown_strings.txt: "),
+         "{in}/tokens/unknown_strings.txt: step 0 'Q9 Q9 Q9 Q9': duration, track or instrument is not an MMR string"),
+    Case("detokenize-chord-name-without-merges", "symphony detokenize {in}/tokens/unknown_event.txt --out {out}/o.mid",
+         "{in}/tokens/unknown_event.txt: unknown MMR event string 'C4E4G4' at step 1 (merged chord tokens need the "
+         "Music BPE file: --bpe or --data)"),
     Case("detokenize-binary-txt", "symphony detokenize {in}/tokens/binary.txt --out {out}/o.mid",
          "{in}/tokens/binary.txt: not a text token file (not UTF-8 text)"),
     Case("detokenize-json-list-as-bpe", "symphony detokenize {in}/tokens/bpe.npy --out {out}/o.mid --bpe "

@@ -308,8 +308,9 @@ def load_token_file(path: str | Path, bpe: MusicBPE | None = None) -> np.ndarray
     steps = [tuple(words[i : i + N_FIELDS]) for i in range(0, len(words), N_FIELDS)]
     try:
         return from_strings(steps, names)
-    except (ValueError, KeyError, IndexError) as error:
-        hint = "" if bpe is not None else " (merged chord tokens need the Music BPE file: --bpe or --data)"
+    except ValueError as error:
+        needs_bpe = str(error).startswith("unknown MMR event") and bpe is None
+        hint = " (merged chord tokens need the Music BPE file: --bpe or --data)" if needs_bpe else ""
         raise DataError(f"{path}: {error}{hint}") from None
 
 

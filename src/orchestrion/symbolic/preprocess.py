@@ -374,7 +374,7 @@ def _encode_pass(
     if not any(s["pieces"] for s in summaries):
         first = json.loads(shard_paths(out_dir, summaries[0]["name"])[2].read_text())["failures"][0]
         raise _NothingUsable(f"{midi_dir}: none of the {len(files)} MIDI files could be encoded "
-                             f"(first: {first['file']}: {first['message']})")
+                             f"(first: {first['message']})")
     return _finalise(out_dir, summaries, bpe, str(midi_dir))
 
 

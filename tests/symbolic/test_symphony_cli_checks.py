@@ -235,3 +235,10 @@ def test_pianoroll_of_a_dataset_piece_is_titled_by_its_file(monkeypatch, capsys,
     assert code == 0, err
     source = TokenDataset(data).meta(2)["source"]
     assert source.endswith(".mid") and titles == [f"{source} (piece 2 of {data})"]
+
+
+def test_sparse_merge_help_states_the_encoders_thresholds() -> None:
+    from orchestrion.symphony.cli import SPARSE_MERGE_HELP
+
+    assert f"fewer than {mmr.SPARSE_TRACK_NOTES} notes" in SPARSE_MERGE_HELP
+    assert f"more than {mmr.MIN_TRACK_NOTES} notes" in SPARSE_MERGE_HELP

@@ -8,6 +8,7 @@ in one batch) like the reference numbers, and end to end as ``decode_latents`` s
   unoptimised      the plain eval models (``decode_latents(..., fast=False)``, the default)
   fast fp32        ``fast=True``: FastDecoder, BatchNorm folded, channels-last oneDNN convs,
                    frame-major block-wise iSTFT; equal to unoptimised within float rounding
+                   (FP32_TOLERANCE = 1e-5 of the peak, tested in tests/musika/test_fast_closeness.py)
   fast bf16        ``fast=True, precision="bf16"``: opt-in, lossy (SNR vs unoptimised printed)
   fast bf16-mixed  as bf16 with Dec1's output conv in float32: opt-in, lossy
 

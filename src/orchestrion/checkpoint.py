@@ -276,6 +276,22 @@ def resolve_checkpoint(path: str | Path) -> Path:
     raise CheckpointError(f"{path}: no checkpoint found (expected {CHECKPOINTS_SUBDIR}/step_* or manifest.json)")
 
 
+def checkpoint_step(ckpt_dir: str | Path) -> int | None:
+    """The training step stored in checkpoint directory ``ckpt_dir`` (None without a training state).
+
+    Reads only ``state.json``: cheap enough to say which checkpoint a command uses.
+    """
+    path = Path(ckpt_dir)
+    try:
+        tree = json.loads((path / "state.json").read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path}: training state unreadable ({error})") from error
+    entries = dict(tree.get("__dict__", [])) if isinstance(tree, dict) else {}
+    return int(entries["step"]) if isinstance(entries.get("step"), int) else None
+
+
 @dataclass
 class Checkpoint:
     """A verified checkpoint: config rebuilt, weights loaded on the CPU."""
@@ -322,14 +338,7 @@ class Checkpoint:
     @property
     def step(self) -> int | None:
         """The training step saved with the checkpoint (None without a training state); reads no tensors."""
-        try:
-            tree = json.loads((self.path / "state.json").read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, json.JSONDecodeError) as error:
-            raise CheckpointError(f"{self.path}: training state unreadable ({error})") from error
-        entries = dict(tree.get("__dict__", [])) if isinstance(tree, dict) else {}
-        return int(entries["step"]) if isinstance(entries.get("step"), int) else None
+        return checkpoint_step(self.path)
 
     def training_state(self) -> dict[str, Any]:
         """The training state saved with the checkpoint (optimizers, step, RNG)."""

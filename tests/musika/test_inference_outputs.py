@@ -104,6 +104,10 @@ def test_encode_skips_bad_files_reports_them_and_indexes_the_rest(model, tmp_pat
     assert sorted(p.name for p in out.rglob("*") if p.is_file()) == [
         "also_good.flac.safetensors", "good.wav.safetensors", "index.json", "report.jsonl",
     ]  # fmt: skip
+    (music / "garbage.wav").unlink()
+    (music / "empty.flac").unlink()
+    _ok("musika", "encode", music, "--model", model, "--out", out, "--overwrite")
+    assert not (out / "report.jsonl").exists(), "a report of the earlier run would no longer be true"
 
     only_bad = tmp_path / "only_bad"
     only_bad.mkdir()
@@ -277,3 +281,43 @@ def test_a_read_only_output_folder_is_one_line(tmp_path: Path, capsys) -> None:
     finally:
         locked.chmod(0o755)
     assert str(locked) in message and "Permission denied" in message
+
+
+def test_a_decode_failing_part_way_closes_its_file_and_leaves_nothing(tmp_path: Path) -> None:
+    from orchestrion.musika.inference import _write_wave_stream
+
+    def pieces():
+        yield torch.zeros(2, 5000)
+        raise RuntimeError("decoder failed")
+
+    with pytest.raises(RuntimeError, match="decoder failed") as failure:  # its traceback keeps the frames alive
+        _write_wave_stream(tmp_path / "out.wav", pieces(), 0, 10_000)
+    assert failure.traceback
+    if Path("/proc/self/fd").is_dir():
+        targets = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except FileNotFoundError:  # the descriptor listdir itself used
+                continue
+        assert not [t for t in targets if str(tmp_path) in t], "the SoundFile handle was left open"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_spectrogram_pictures_use_a_log_frequency_axis_aligned_with_the_music() -> None:
+    import matplotlib.pyplot as plt
+
+    from orchestrion.musika.inference import LOWEST_SHOWN_HZ, spectrogram_comparison_figure
+
+    t = np.arange(22050) / 22050
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    figure = spectrogram_comparison_figure([("a", tone), ("b", tone)])
+    try:
+        axes = [axis for axis in figure.axes if axis.get_title()]
+        assert [axis.get_yscale() for axis in axes] == ["log", "log"]
+        assert axes[0].get_ylim() == pytest.approx((LOWEST_SHOWN_HZ, 11025.0))
+        mesh = axes[0].collections[0]
+        rows = np.asarray(mesh.get_array()).reshape(512, -1).mean(axis=1)
+        assert abs((int(np.argmax(rows)) + 1) * 11025 / 512 - 440) < 11025 / 512  # bin k sits at k · 21.5 Hz
+    finally:
+        plt.close(figure)

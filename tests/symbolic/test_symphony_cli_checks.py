@@ -126,8 +126,8 @@ def test_worker_processes_never_outnumber_the_files(monkeypatch, corpus: Path) -
             super().__init__(max_workers)
 
     monkeypatch.setattr(preprocess, "ProcessPoolExecutor", Recorder)
-    table, failed = preprocess.count_midi_words(corpus, workers=32)
-    assert started == [3] and failed == 0 and len(table.counts) > 0
+    table, skipped = preprocess.count_midi_words(corpus, workers=32)
+    assert started == [3] and skipped.skipped == [] and len(table.counts) > 0
 
 
 def test_stats_bins_and_piece_indices_are_checked(monkeypatch, capsys, data: Path, tmp_path: Path) -> None:

@@ -119,7 +119,9 @@ def decode(
     out: Path = typer.Option(..., "--out", help="Folder for the decoded WAV files."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     precision: str = typer.Option(
-        "fp32", "--precision", help="fp32 (exact), or bf16: ~2x faster on CPUs with bf16 units, ~40 dB SNR."
+        "fp32",
+        "--precision",
+        help="fp32 (within 1e-5 of the peak), or bf16: ~2x faster on CPUs with bf16 units, ~40 dB SNR.",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace WAV files that already exist in --out."),
 ) -> None:

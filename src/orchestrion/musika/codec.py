@@ -38,9 +38,12 @@ Latent file format, version 1 (:func:`save_latents` / :func:`load_latents`)
 Fast inference
     :func:`fuse_for_inference` returns a copy of a model in eval mode with every BatchNorm folded
     into the preceding conv. ``decode_latents(..., fast=True)`` (and ``iter_decode``) decode with a
-    cached :class:`~orchestrion.musika.fast.FastDecoder` instead: folded weights, channels-last
+    :class:`~orchestrion.musika.fast.FastDecoder` instead, built for the call from the models' current
+    weights, or the one the caller froze and passes as ``decoder=`` (:func:`~orchestrion.musika.fast.freeze`):
+    folded weights, channels-last
     oneDNN convolutions, Dec2 chained into Dec1 without re-windowing and a frame-major block-wise
-    iSTFT; float32 by default (equal to the plain path within float rounding, noise included), with
+    iSTFT; float32 by default (within :data:`~orchestrion.musika.fast.FP32_TOLERANCE` = 1e-5 of the
+    waveform's peak of the plain path, noise included), with
     opt-in, lossy ``precision="bf16"`` / ``"bf16-mixed"``. ``fast=False`` (the default) is the plain
     model path, kept for comparison. Numbers: ``benchmarks/musika_codec_speed.py``.
 """
@@ -66,7 +69,7 @@ from orchestrion.audio.spectral import HOP, N_FFT, SAMPLE_RATE, features_to_wave
 from orchestrion.errors import DataError
 from orchestrion.fileio import atomic_path, atomic_write_text, read_json
 from orchestrion.musika.autoencoder import Level1Autoencoder, Level2Autoencoder
-from orchestrion.musika.fast import fast_decoder
+from orchestrion.musika.fast import FastDecoder, freeze
 from orchestrion.musika.layers import AddNoise, ConvBlock
 
 FORMAT = "orchestrion-musika-latents"
@@ -172,6 +175,7 @@ def iter_decode(
     seed: int | None = None,
     fast: bool = False,
     precision: str = "fp32",
+    decoder: FastDecoder | None = None,
 ) -> Iterator[Tensor]:
     """Decode latents block by block, yielding consecutive waveform pieces (streaming API).
 
@@ -181,11 +185,14 @@ def iter_decode(
         block_windows: decoder windows per block (per channel); bounds memory, not the result.
         noise: sample the decoders' AddNoise (as the reference); False makes decoding deterministic.
         seed: seeds the noise generator (reproducible for a fixed ``block_windows``).
-        fast: decode with :class:`~orchestrion.musika.fast.FastDecoder` (BatchNorm folded,
-            channels-last oneDNN convs, frame-major iSTFT; built once per model and cached). With
-            ``precision="fp32"`` the output equals the plain models' within ~1e-5, noise included.
+        fast: decode with a :class:`~orchestrion.musika.fast.FastDecoder` (BatchNorm folded,
+            channels-last oneDNN convs, frame-major iSTFT) frozen from the models' weights for this
+            call. With ``precision="fp32"`` the output equals the plain models' within
+            :data:`~orchestrion.musika.fast.FP32_TOLERANCE` of the signal's peak, noise included.
         precision: for ``fast=True`` only: ``"fp32"`` (default), or the opt-in, lower-quality
             ``"bf16"`` / ``"bf16-mixed"`` (see :mod:`orchestrion.musika.fast`).
+        decoder: a :class:`~orchestrion.musika.fast.FastDecoder` the caller froze and keeps (no
+            rebuild per call; it decodes with the weights it was frozen with). Implies ``fast``.
     Yields:
         (C, n) float32 waveform pieces; concatenated they are the one-shot iSTFT output of
         ``256·K + 768`` samples (K level-1 frames), not clipped and not trimmed.
@@ -200,7 +207,8 @@ def iter_decode(
     generator = None
     if seed is not None:
         generator = torch.Generator(device=parameter.device).manual_seed(seed)
-    decoder = fast_decoder(level1, level2, precision) if fast else None
+    if decoder is None and fast:
+        decoder = freeze(level1, level2, precision)
     models = [m for m in (level1, level2) if m is not None]
     carry = None  # last 768 samples of the previous block, still waiting for the next block's frames
     with torch.inference_mode(), _noise(models, noise, generator):
@@ -241,6 +249,7 @@ def decode_latents(
     seed: int | None = None,
     fast: bool = False,
     precision: str = "fp32",
+    decoder: FastDecoder | None = None,
 ) -> Tensor:
     """Decode latents of any length to a waveform (see :func:`iter_decode` for the arguments).
 
@@ -253,7 +262,8 @@ def decode_latents(
         (C, L) float32 waveform at 22.05 kHz.
     """
     pieces = iter_decode(
-        latents, level1, level2, block_windows=block_windows, noise=noise, seed=seed, fast=fast, precision=precision
+        latents, level1, level2, block_windows=block_windows, noise=noise, seed=seed, fast=fast, precision=precision,
+        decoder=decoder,
     )
     wave = torch.cat(list(pieces), dim=-1)
     if num_samples is not None:
@@ -271,8 +281,9 @@ def decode_latents(
 def fuse_for_inference(model: nn.Module, dtype: torch.dtype = torch.float32) -> nn.Module:
     """An eval-mode copy of ``model`` with every BatchNorm folded into its conv (and noise scale).
 
-    With the default float32 the outputs equal those of ``model.eval()`` up to float rounding
-    (~1e-6). ``dtype=torch.bfloat16`` additionally casts the weights for CPUs with bf16 matrix units
+    With the default float32 the outputs equal those of ``model.eval()`` up to float rounding (within
+    :data:`~orchestrion.musika.fast.FP32_TOLERANCE` = 1e-5 of the output's peak). ``dtype=torch.bfloat16``
+    additionally casts the weights for CPUs with bf16 matrix units
     (about 2x faster, at a measurable quality cost -- see ``benchmarks/musika_codec_speed.py``); the
     codec feeds it bf16 latents and runs the iSTFT in float32. The copy shares no tensors with
     ``model`` and is for inference only (its state dict differs).

@@ -11,6 +11,7 @@ decoding samples the decoders' noise from a fixed seed, so results are reproduci
 
 from __future__ import annotations
 
+import contextlib
 import io
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -76,7 +77,7 @@ def _write_wave_stream(target: Path, pieces: Iterable[torch.Tensor], offset: int
     from orchestrion.audio.spectral import SAMPLE_RATE
     from orchestrion.fileio import atomic_path
 
-    with atomic_path(target) as tmp:
+    with atomic_path(target) as tmp, contextlib.ExitStack() as open_files:
         handle = None
         position, end = 0, offset + num_samples
         for piece in pieces:
@@ -85,12 +86,13 @@ def _write_wave_stream(target: Path, pieces: Iterable[torch.Tensor], offset: int
             if stop <= start:
                 continue
             block = piece[:, start:stop].clamp(-1.0, 1.0).numpy().T
-            if handle is None:
-                handle = soundfile.SoundFile(tmp, "w", SAMPLE_RATE, block.shape[1], subtype="PCM_16")
+            if handle is None:  # closed however decoding ends, before the temporary is removed
+                handle = open_files.enter_context(
+                    soundfile.SoundFile(tmp, "w", SAMPLE_RATE, block.shape[1], subtype="PCM_16")
+                )
             handle.write(block)
         if handle is None:
             raise DataError(f"{target}: nothing to write (no samples decoded)")
-        handle.close()
     return target
 
 
@@ -160,7 +162,7 @@ def encode_files(
     Yields each written ``.safetensors`` path (named by :func:`latent_name`), then writes
     ``index.json`` for every latent file of ``out_dir``. Existing latent files are refused without
     ``overwrite`` (checked before any work). A file that cannot be read is skipped, recorded in
-    ``skipped`` and in ``out_dir/report.jsonl`` (written whenever a file was skipped); only when
+    ``skipped`` and in ``out_dir/report.jsonl`` (written whenever a file was skipped, removed otherwise); only when
     no file could be encoded is it an error. Every latent file is written atomically: a failure
     never leaves a partial one.
     """
@@ -193,13 +195,18 @@ def encode_files(
         yield target
     if skipped.skipped:
         skipped.write(out_dir / SKIP_REPORT)
+    else:
+        (out_dir / SKIP_REPORT).unlink(missing_ok=True)  # an earlier run's report would no longer be true
     skipped.require_some(written, f"audio in {source}")
     write_latent_index(out_dir)
 
 
 def describe_model(model: TrainedAutoencoder) -> str:
     """One line saying which checkpoint a command uses: its path, level, phase and training step."""
-    step = "" if model.step is None else f", step {model.step}"
+    from orchestrion.checkpoint import checkpoint_step
+
+    saved_step = checkpoint_step(model.path)
+    step = "" if saved_step is None else f", step {saved_step}"
     return f"model {model.path} (level {model.level}, phase {model.config.phase}{step})"
 
 
@@ -254,28 +261,47 @@ def decode_files(
         yield _write_wave_stream(target, pieces, latent_file.offset, latent_file.num_samples)
 
 
-def spectrogram_comparison_png(path: str | Path, panels: Iterable[tuple[str, np.ndarray]]) -> Path:
-    """Write a PNG with one normalised log-magnitude spectrogram per ``(title, mono wave)`` panel."""
+LOWEST_SHOWN_HZ = 40.0  # bottom of the log-frequency axis (bins below are one or two 21.5 Hz steps wide)
+
+
+def spectrogram_comparison_figure(panels: Iterable[tuple[str, np.ndarray]]):
+    """A matplotlib figure with one normalised log-power spectrogram per ``(title, mono wave)`` panel.
+
+    Frequency runs on a logarithmic axis from 40 Hz to 11.025 kHz, so the octaves where music
+    lives get the room they take to the ear (on a linear axis they sit in the bottom fifth).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from orchestrion.audio.spectral import FRAMES_PER_SECOND, SAMPLE_RATE, wave_to_features
-    from orchestrion.fileio import atomic_write_bytes
 
     panels = list(panels)
     figure, axes = plt.subplots(len(panels), 1, figsize=(10, 3 * len(panels)), squeeze=False)
     for axis, (title, wave) in zip(axes[:, 0], panels, strict=True):
-        features = wave_to_features(torch.as_tensor(wave, dtype=torch.float32)[None])[0].numpy()
-        seconds = features.shape[1] / FRAMES_PER_SECOND
-        image = axis.imshow(
-            features, origin="lower", aspect="auto", vmin=-1, vmax=1, cmap="magma",
-            extent=(0, seconds, 0, SAMPLE_RATE / 2000),
-        )
-        axis.set(title=title, xlabel="time (s)", ylabel="frequency (kHz)")
+        features = wave_to_features(torch.as_tensor(wave, dtype=torch.float32)[None])[0].numpy()  # (513, frames)
+        bins, frames = features.shape
+        bin_hz = SAMPLE_RATE / 2 / (bins - 1)
+        # cell edges: bin k covers [(k - 1/2), (k + 1/2)] · bin_hz; bin 0 (DC) is left out of a log axis
+        edges_hz = (np.arange(1, bins + 1) - 0.5) * bin_hz
+        times = np.arange(frames + 1) / FRAMES_PER_SECOND
+        image = axis.pcolormesh(times, edges_hz, features[1:], vmin=-1, vmax=1, cmap="magma", shading="flat")
+        axis.set_yscale("log")
+        axis.set_ylim(LOWEST_SHOWN_HZ, SAMPLE_RATE / 2)
+        axis.set(title=title, xlabel="time (s)", ylabel="frequency (Hz, log scale)")
         figure.colorbar(image, ax=axis, label="normalised log-power")
     figure.tight_layout()
+    return figure
+
+
+def spectrogram_comparison_png(path: str | Path, panels: Iterable[tuple[str, np.ndarray]]) -> Path:
+    """Write :func:`spectrogram_comparison_figure` of ``panels`` to the PNG ``path`` (atomically)."""
+    import matplotlib.pyplot as plt
+
+    from orchestrion.fileio import atomic_write_bytes
+
+    figure = spectrogram_comparison_figure(panels)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)

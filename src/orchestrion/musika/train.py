@@ -369,6 +369,8 @@ def train_autoencoder(
     if trainer.is_main and dataset.skipped.skipped:
         run_dir.mkdir(parents=True, exist_ok=True)
         dataset.skipped.write(run_dir / SKIP_REPORT)
+    elif trainer.is_main:
+        (run_dir / SKIP_REPORT).unlink(missing_ok=True)  # from an earlier run on other data
     if progress and trainer.is_main:
         from rich.console import Console
 
@@ -396,7 +398,6 @@ class TrainedAutoencoder:
     level1: Level1Autoencoder
     level2: Level2Autoencoder | None
     path: Path
-    step: int | None = None  # training step of the checkpoint
 
     @property
     def level(self) -> int:
@@ -421,4 +422,4 @@ def load_autoencoder(path: str | Path, device: str | torch.device = "cpu") -> Tr
         ckpt.load_into("level2_encoder", level2.encoder)
         ckpt.load_into("level2_decoder", level2.decoder)
         level2 = level2.to(device).eval()
-    return TrainedAutoencoder(config, level1.to(device).eval(), level2, ckpt.path, ckpt.step)
+    return TrainedAutoencoder(config, level1.to(device).eval(), level2, ckpt.path)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrion.errors import DataError, OrchestrionError
-from orchestrion.fileio import atomic_write_text, read_json
+from orchestrion.fileio import SkipReport, atomic_write_text, read_json
 from orchestrion.symbolic.dataset import (
     BPE_FILE,
     DATASET_FORMAT,
@@ -402,21 +402,23 @@ def count_dataset_words(data_dir: str | Path, workers: int = 1) -> WordTable:
         return WordTable.merge(list(pool.map(_count_shard, args)))
 
 
-def _count_midi_file(args: tuple[str, bool, int]) -> WordTable | None:
+def _count_midi_file(args: tuple[str, bool, int]) -> tuple[WordTable | None, str]:
+    """The file's word table, or None and why it could not be encoded (one line)."""
     path, merge_sparse_tracks, pitch_offset = args
     try:
         tokens, _ = _encode_midi(Path(path), merge_sparse_tracks)
-    except Exception:  # same policy as tokenize: a bad file is skipped, the caller counts it
-        return None
-    return count_word_table([tokens], pitch_offset)
+    except Exception as error:  # same policy as tokenize: a bad file is skipped and reported, never fatal
+        reason = str(error).removeprefix(f"{path}: ")
+        return None, reason if isinstance(error, OrchestrionError) else f"{type(error).__name__}: {reason}"
+    return count_word_table([tokens], pitch_offset), ""
 
 
 def count_midi_words(
     midi_dir: str | Path, workers: int = 1, merge_sparse_tracks: bool = True
-) -> tuple[WordTable, int]:
+) -> tuple[WordTable, SkipReport]:
     """Word table of every MIDI file below ``midi_dir`` (encoded in memory, nothing written).
 
-    Returns the table and the number of files that could not be encoded.
+    Returns the table and the files that could not be encoded, each with its reason.
     """
     check_workers(workers)
     files = find_midi_files(midi_dir)
@@ -424,14 +426,17 @@ def count_midi_words(
         raise DataError(f"{midi_dir}: no .mid or .midi files found")
     args = [(str(midi_root(midi_dir) / f), merge_sparse_tracks, PITCH_OFFSET) for f in files]
     if workers == 1 or len(args) == 1:
-        tables = [_count_midi_file(a) for a in args]
+        results = [_count_midi_file(a) for a in args]
     else:
         with ProcessPoolExecutor(max_workers=min(workers, len(args))) as pool:
-            tables = list(pool.map(_count_midi_file, args, chunksize=8))
-    ok = [t for t in tables if t is not None]
-    if not ok:
-        raise DataError(f"{midi_dir}: none of the {len(files)} MIDI files could be encoded")
-    return WordTable.merge(ok), len(tables) - len(ok)
+            results = list(pool.map(_count_midi_file, args, chunksize=8))
+    skipped = SkipReport()
+    for (path, _, _), (table, reason) in zip(args, results, strict=True):
+        if table is None:
+            skipped.skip(path, reason)
+    ok = [table for table, _ in results if table is not None]
+    skipped.require_some(len(ok), f"MIDI files in {midi_dir} (none could be encoded)")
+    return WordTable.merge(ok), skipped
 
 
 def _learn_pass(

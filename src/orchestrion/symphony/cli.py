@@ -191,9 +191,9 @@ def learn_bpe_command(
         table = count_dataset_words(mmr_dir, workers)
     else:
         with console.status("encoding MIDI files and counting note groups"):
-            table, failed = count_midi_words(source, workers)
-        if failed:
-            console.print(f"[yellow]{failed} file(s) could not be encoded and were skipped[/]")
+            table, skipped = count_midi_words(source, workers)
+        for entry in skipped.skipped:
+            console.print(f"[yellow]skipped {entry['file']}: {entry['reason']}[/]", highlight=False)
     with console.status(f"learning {merges} merges from {len(table.counts):,} distinct note groups"):
         bpe = MusicBPE().learn(table, merges)
     bpe.save(out)

@@ -165,7 +165,7 @@ def test_file_level_codec_streams_and_equals_in_memory_codec(model, tmp_path):
     from orchestrion.audio.io import load_audio, save_audio
     from orchestrion.musika.codec import decode_latent_file, encode_to_latent_file, load_latents
     from orchestrion.musika.inference import DECODE_SEED, decode_files, encode_files
-    from orchestrion.musika.train import load_autoencoder
+    from orchestrion.musika.models import load_autoencoder
 
     mono = load_audio(next(Path(model["data"]).glob("*.wav")), sample_rate=44100)[0]
     stereo = np.stack([mono, 0.5 * mono[::-1]])

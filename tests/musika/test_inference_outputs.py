@@ -321,3 +321,13 @@ def test_spectrogram_pictures_use_a_log_frequency_axis_aligned_with_the_music() 
         assert abs((int(np.argmax(rows)) + 1) * 11025 / 512 - 440) < 11025 / 512  # bin k sits at k · 21.5 Hz
     finally:
         plt.close(figure)
+
+
+def test_an_output_folder_that_is_a_file_is_refused_before_the_work(model, tmp_path: Path, capsys) -> None:
+    [song] = _music(tmp_path / "music", ["song.wav"])
+    taken = tmp_path / "taken.wav"
+    taken.write_bytes(b"a file")
+    assert f"{taken}: is a file; --out takes a folder" in _fails(
+        capsys, "musika", "encode", song, "--model", tmp_path / "no-model", "--out", taken
+    )
+    assert taken.read_bytes() == b"a file"

@@ -13,7 +13,8 @@ from orchestrion.checkpoint import checkpoint_step_dirs, load_checkpoint
 from orchestrion.errors import CheckpointError, ConfigError
 from orchestrion.musika.config import AutoencoderTrainingConfig
 from orchestrion.musika.inference import reconstruct
-from orchestrion.musika.train import load_autoencoder, train_autoencoder
+from orchestrion.musika.models import load_autoencoder
+from orchestrion.musika.train import train_autoencoder
 
 OVERFIT_STEPS = 60
 

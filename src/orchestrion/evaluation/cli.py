@@ -62,3 +62,123 @@ def reconstruction_command(
             skipped = SkipReport()
             skipped.skipped = report.skipped
             skipped.write(json_out.parent / "report.jsonl")
+
+
+@app.command("fad")
+def fad_command(
+    reference_dir: Path = typer.Argument(..., help="Folder of reference audio (searched recursively)."),
+    generated_dir: Path = typer.Argument(..., help="Folder of generated audio (searched recursively)."),
+    embedder: str = typer.Option(
+        "spectral-stats",
+        "--embedder",
+        help="spectral-stats (offline, not comparable with published FAD), vggish or vggish-pca (need --weights).",
+    ),
+    weights: Path | None = typer.Option(None, "--weights", help="Local safetensors weight file of a learned embedder."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON here."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N (learned embedders only)."),
+) -> None:
+    """Fréchet Audio Distance between two folders of audio, on 1 s excerpts (as in the Musika paper),
+    with the split-half FAD of the reference set as its scale. Unreadable files are skipped and listed.
+
+    Example:
+
+      orchestrion evaluate fad held_out/ generated/ --json fad.json
+
+      orchestrion evaluate fad held_out/ generated/ --embedder vggish --weights vggish.safetensors
+    """
+    from rich.console import Console
+
+    from orchestrion.evaluation.fad import evaluate_fad
+    from orchestrion.fileio import check_output_path
+
+    if json_out is not None:
+        check_output_path(json_out, overwrite=overwrite, inputs=[p for p in (weights,) if p is not None])
+    report = evaluate_fad(reference_dir, generated_dir, embedder=embedder, weights=weights, device=device)
+    console = Console()
+    for skipped in report.skipped:
+        console.print(f"[yellow]skipped ({skipped['set']}) {skipped['file']}: {skipped['reason']}[/]", soft_wrap=True)
+    console.print(report.summary(), soft_wrap=True, markup=False)
+    if json_out is not None:
+        report.to_json(json_out)
+        typer.echo(f"report written to {json_out}")
+
+
+@app.command("symbolic")
+def symbolic_command(
+    reference_dir: Path = typer.Argument(..., help="Folder of reference MIDI files (searched recursively)."),
+    generated_dir: Path = typer.Argument(..., help="Folder of generated MIDI files (searched recursively)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the full report (per-piece features) as JSON."),
+    markdown_out: Path | None = typer.Option(None, "--markdown", help="Write the report as Markdown."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing --json/--markdown files."),
+) -> None:
+    """Objective symbolic metrics of two MIDI folders (Yang & Lerch 2020): pitch-class histogram and
+    entropy, pitch range, polyphony, note density, inter-onset intervals, instrument usage, MMR
+    grammar validity, and the overlapping area of each feature's distribution between the sets.
+    Unreadable MIDI files are skipped and listed.
+
+    Example:
+
+      orchestrion evaluate symbolic held_out_midi/ generated_midi/ --markdown symbolic.md --json symbolic.json
+    """
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from orchestrion.errors import OrchestrionError
+    from orchestrion.evaluation.symbolic_metrics import evaluate_symbolic
+    from orchestrion.fileio import check_output_path
+
+    outputs = [p for p in (json_out, markdown_out) if p is not None]
+    if len(outputs) == 2 and json_out.resolve() == markdown_out.resolve():
+        raise OrchestrionError(f"{json_out}: --json and --markdown name the same file")
+    for path in outputs:
+        check_output_path(path, overwrite=overwrite)
+    report = evaluate_symbolic(reference_dir, generated_dir)
+    markdown = report.to_markdown()
+    Console().print(Markdown(markdown))
+    if json_out is not None:
+        report.to_json(json_out)
+        typer.echo(f"report written to {json_out}")
+    if markdown_out is not None:
+        from orchestrion.fileio import atomic_write_text
+
+        atomic_write_text(markdown_out, markdown)
+        typer.echo(f"report written to {markdown_out}")
+@app.command("symphony")
+def symphony_command(
+    model: Path = typer.Argument(..., help="SymphonyNet run directory (orchestrion symphony train --out)."),
+    data: Path | None = typer.Option(None, "--data", help="Token dataset (default: the one the run trained on)."),
+    split: str = typer.Option("test", "--split", help="test, valid or train pieces of the run's split, or all "
+                                                     "pieces of --data."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Windows per forward pass."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers as JSON here."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+) -> None:
+    """Bits per field (event, duration, track, instrument) and instrument accuracy of a SymphonyNet
+    model on held-out pieces (argmax of each track's averaged instrument logits vs its program).
+
+    Example:
+
+      orchestrion evaluate symphony runs/sym --split test --json test_metrics.json
+    """
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from orchestrion.fileio import atomic_write_text, check_output_path
+    from orchestrion.symphony.metrics import evaluate_run
+
+    if json_out is not None:
+        check_output_path(json_out, overwrite=True)
+    metrics = evaluate_run(model, data, split=split, batch_size=batch_size, device=device)
+    table = Table(title=f"{model}: {metrics['pieces']} {split} piece(s), {metrics['tracks']} tracks")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for field in ("event", "duration", "track", "instrument"):
+        table.add_row(f"{field} bits per token", f"{metrics[f'{field}_bits']:.3f}")
+    table.add_row("instrument accuracy (per track)", f"{metrics['instrument_accuracy']:.1%}")
+    Console().print(table)
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(metrics, indent=1) + "\n")
+        typer.echo(f"metrics written to {json_out}")

@@ -161,7 +161,7 @@ def evaluate_reconstruction(
     from orchestrion.errors import AudioError
     from orchestrion.fileio import SkipReport
     from orchestrion.musika.inference import reconstruct, resolve_device
-    from orchestrion.musika.train import load_autoencoder
+    from orchestrion.musika.models import load_autoencoder
 
     reference_dir = Path(reference_dir)
     files = collect_audio_files(reference_dir)

@@ -171,3 +171,119 @@ def reconstruct(
         in_path, out_path, model, png=png, device=device, overwrite=overwrite, on_model=_announce
     ):
         typer.echo(f"wrote {path}")
+
+
+@app.command("train-gan")
+def train_gan(
+    latent_dir: Path = typer.Argument(..., help="Latent-chunk folder made by `orchestrion musika prepare-latents`."),
+    out: Path = typer.Option(
+        ..., "--out", help="Run directory (checkpoints, previews/, metrics.jsonl, loss_curve.png)."
+    ),
+    autoencoder: Path | None = typer.Option(
+        None, "--autoencoder", help="The level-2 autoencoder run that made the latents (default: the manifest's)."
+    ),
+    preset: str = typer.Option(
+        "small", "--preset", help="Model sizes: techno, piano (paper sizes), small (CPU-trainable) or debug (tiny)."
+    ),
+    conditional: bool = typer.Option(
+        False, "--conditional", help="Condition on every curve of the folder (note_density, tempo)."
+    ),
+    conditions: str | None = typer.Option(
+        None, "--conditions", help="Condition on these curves only, comma-separated (e.g. note_density)."
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="Total steps (default 1.5M, the paper's)."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help="Global batch size, split over DDP processes (default: the preset's)."
+    ),
+    beta1: float | None = typer.Option(None, "--beta1", help="Adam β1 (paper 0.5, the reference code 0.9)."),
+    penalty: str | None = typer.Option(
+        None, "--gradient-penalty", help="r1 (true R1, default) or reference ((‖∇D‖ − 1)², the released code's)."
+    ),
+    workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
+    checkpoint_every: int = typer.Option(1000, "--checkpoint-every", min=1, help="Steps between checkpoints."),
+    preview_every: int = typer.Option(
+        5000, "--preview-every", min=0, help="Steps between previews (WAV + spectrogram in previews/); 0 = none."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of weights, coordinates and data order."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda, cuda:1, ..."),
+) -> None:
+    """Train the Musika latent GAN (spec §6) on stereo level-2 latents.
+
+    The run directory keeps a copy of the autoencoder, so it alone is the --model of `musika generate`.
+
+    Under torchrun the same command trains data-parallel (DDP); --batch-size stays the global batch.
+
+    Example:
+
+      orchestrion musika train-gan latents/ --out runs/gan --preset small --steps 30000
+
+      orchestrion musika train-gan latents/ --out runs/gan-cond --conditions note_density --preset piano
+
+      orchestrion musika train-gan latents/ --out runs/gan --resume --steps 60000
+    """
+    from orchestrion.errors import DataError
+    from orchestrion.musika.latent_data import CONDITION_NAMES, read_manifest
+    from orchestrion.musika.train_gan import train_latent_gan
+
+    if conditions is not None:
+        chosen = tuple(name.strip() for name in conditions.split(",") if name.strip())
+    elif conditional:
+        chosen = tuple(name for name in CONDITION_NAMES if name in read_manifest(latent_dir)["conditions"])
+        if not chosen:
+            raise DataError(f"{latent_dir}: --conditional, but the folder holds no conditioning curves")
+    else:
+        chosen = ()
+    metrics = train_latent_gan(
+        latent_dir, out, autoencoder=autoencoder, preset=preset, conditions=chosen, steps=steps, resume=resume,
+        batch_size=batch_size, beta1=beta1, gradient_penalty=penalty, workers=workers,
+        checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed, device=device,
+    )
+    if metrics and os.environ.get("RANK", "0") == "0":
+        typer.echo("final " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+
+
+@app.command("prepare-latents")
+def prepare_latents(
+    audio_dir: Path = typer.Argument(..., help="Folder of audio files (searched recursively), or one file."),
+    model: Path = typer.Option(..., "--model", help="Level-2 autoencoder run directory (the GAN's latent space)."),
+    out: Path = typer.Option(..., "--out", help="New folder for the latent chunks (manifest.json, report.jsonl)."),
+    chunk_frames: int = typer.Option(512, "--chunk-frames", min=1, help="Level-2 frames per chunk (spec §9: 512)."),
+    min_frames: int = typer.Option(
+        256, "--min-frames", min=1,
+        help="Skip files with fewer real latent frames: one training window, 2·seq_len (techno 256, piano 128).",
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (for the encoder)."),
+    jobs: int = typer.Option(1, "-j", "--jobs", min=1, help="Processes analysing onsets and tempo (the slow part)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished (or differently set up) folder."),
+) -> None:
+    """Encode a folder of audio into stereo level-2 latent chunks with note-density and tempo curves.
+
+    The training data of `orchestrion musika train-gan`. Mono files are duplicated to left and right;
+    only latent frames of real audio are kept; short or unreadable files are skipped and listed in
+    OUT/report.jsonl. Onsets (madmom CNN) and tempo (madmom RNN + comb filter) take roughly half a
+    second per second of audio on one CPU core; -j N runs N of those analyses in parallel. A killed run
+    continues where it stopped when run again.
+
+    Example:
+
+      orchestrion musika prepare-latents music/ --model runs/l2p2 --out latents/ -j 4
+
+      orchestrion musika prepare-latents piano/ --model runs/piano-l2 --out piano-latents/ --min-frames 128
+    """
+    from orchestrion.audio.io import collect_audio_files
+    from orchestrion.musika.latent_data import REPORT_NAME
+    from orchestrion.musika.latent_prepare import prepare_latents as prepare
+
+    with _bar("prepare-latents", len(collect_audio_files(audio_dir))) as advance:
+        manifest = prepare(
+            audio_dir, model, out, chunk_frames=chunk_frames, min_frames=min_frames, device=device, jobs=jobs,
+            overwrite=overwrite, on_file=lambda _source: advance(),
+        )
+    sources = {chunk["source"] for chunk in manifest["chunks"]}
+    skipped = sum(1 for line in (out / REPORT_NAME).read_text(encoding="utf-8").splitlines() if line.strip())
+    seconds = sum(chunk["frames"] for chunk in manifest["chunks"]) / manifest["frames_per_second"]
+    typer.echo(
+        f"{len(manifest['chunks'])} chunks from {len(sources)} files ({seconds / 60:.1f} min of latents, "
+        f"counting overlapping last chunks) written to {out}; {skipped} files skipped (see {out / REPORT_NAME})"
+    )

@@ -269,3 +269,8 @@ class AutoencoderTrainingConfig:
         if name == "debug":
             values["learning_rate"] = 3e-3  # tiny models tolerate larger steps; tests must converge in seconds
         return cls(**{**values, **overrides})
+
+
+# The latent GAN's configs ("musika.latent_gan", "musika.latent_gan_run") live with its model; checkpoints
+# resolve "musika.*" kinds by importing this module, so importing that one here registers them too.
+from orchestrion.musika import latent_gan as _latent_gan  # noqa: E402, F401

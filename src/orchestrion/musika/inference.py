@@ -1,7 +1,7 @@
 """Apply a trained Musika autoencoder to files: encode, decode, reconstruct, compare.
 
 Thin file-level layer over :mod:`orchestrion.musika.codec` (which does the arbitrary-length
-chunked maths) and :func:`orchestrion.musika.train.load_autoencoder` (which rebuilds a model
+chunked maths) and :func:`orchestrion.musika.models.load_autoencoder` (which rebuilds a model
 from a level-1 or a self-contained level-2 run directory). The CLI commands
 ``orchestrion musika encode|decode|reconstruct`` call these functions.
 
@@ -23,7 +23,7 @@ import torch
 from orchestrion.device import resolve_device
 from orchestrion.errors import AudioError, CheckpointError, DataError, OrchestrionError
 from orchestrion.fileio import SkipReport, check_output_path
-from orchestrion.musika.train import TrainedAutoencoder, load_autoencoder
+from orchestrion.musika.models import TrainedAutoencoder, load_autoencoder
 
 DECODE_SEED = 0
 SKIP_REPORT = "report.jsonl"  # files a folder job could not use, one JSON object each
@@ -131,13 +131,18 @@ def decoded_name(latent_relative: str | Path) -> Path:
     return relative.with_name(stem if stem.lower().endswith(".wav") else f"{stem}.wav")
 
 
-def check_outputs(targets: Iterable[Path], *, overwrite: bool, inputs: Iterable[Path] = ()) -> None:
+def check_outputs(
+    targets: Iterable[Path], *, overwrite: bool, inputs: Iterable[Path] = (), out_dir: Path | None = None
+) -> None:
     """:func:`~orchestrion.fileio.check_output_path` for every file a folder job will write, before the work.
 
     Without ``overwrite`` the job is refused if any target exists (naming the first and how many), so
-    a folder is never half replaced; an input is never a target, and no target may be a folder.
+    a folder is never half replaced; an input is never a target, no target may be a folder, and the
+    output folder ``out_dir`` may not be a file.
     """
     inputs = list(inputs)
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise OrchestrionError(f"{out_dir}: is a file; --out takes a folder")
     existing = []
     for target in targets:
         check_output_path(target, overwrite=True, inputs=inputs)  # never an input, never a folder
@@ -173,7 +178,7 @@ def encode_files(
     files = collect_audio_files(source)
     relatives = [path.relative_to(source) if source.is_dir() else Path(path.name) for path in files]
     targets = [out_dir / latent_name(relative) for relative in relatives]
-    check_outputs(targets, overwrite=overwrite, inputs=files)
+    check_outputs(targets, overwrite=overwrite, inputs=files, out_dir=out_dir)
     model = load_autoencoder(model_path, resolve_device(device))
     digest = latent_digest(model)
     skipped = SkipReport() if skipped is None else skipped
@@ -240,7 +245,7 @@ def decode_files(
     if not files:
         raise DataError(f"{latent_dir}: no latent files (*.safetensors) found")
     targets = [out_dir / decoded_name(path.relative_to(root)) for path in files]
-    check_outputs(targets, overwrite=overwrite, inputs=files)
+    check_outputs(targets, overwrite=overwrite, inputs=files, out_dir=out_dir)
     model = load_autoencoder(model_path, resolve_device(device))
     if on_model is not None:
         on_model(model)

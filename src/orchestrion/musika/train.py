@@ -33,7 +33,6 @@ would only teach the discriminator a trivial difference.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -47,10 +46,8 @@ from orchestrion.audio.spectral import (
 from orchestrion.checkpoint import checkpoint_step_dirs, load_checkpoint
 from orchestrion.errors import CheckpointError, ConfigError
 from orchestrion.musika.autoencoder import (
-    Level1Autoencoder,
     Level1Decoder,
     Level1Encoder,
-    Level2Autoencoder,
     Level2Decoder,
     Level2Encoder,
 )
@@ -385,41 +382,3 @@ def train_autoencoder(
                 f"{run_dir / SKIP_REPORT}[/]"
             )
     return trainer.fit(resume=resume)
-
-
-# ------------------------------------------------------------------------------------------ inference
-
-
-@dataclass
-class TrainedAutoencoder:
-    """A trained model ready for inference: level 1 always, level 2 when the run has one."""
-
-    config: AutoencoderTrainingConfig
-    level1: Level1Autoencoder
-    level2: Level2Autoencoder | None
-    path: Path
-
-    @property
-    def level(self) -> int:
-        return 2 if self.level2 is not None else 1
-
-
-def load_autoencoder(path: str | Path, device: str | torch.device = "cpu") -> TrainedAutoencoder:
-    """Load a run directory (its latest checkpoint) or a checkpoint directory for inference.
-
-    A level-2 run holds its level-1 weights, so one directory is enough. Modules are in
-    eval mode on ``device``. Raises :class:`CheckpointError` for anything that is not a
-    Musika autoencoder checkpoint or whose weights do not fit its config.
-    """
-    ckpt = _load_run(path, "--model")
-    config = ckpt.config
-    level1 = Level1Autoencoder(config.level1)
-    ckpt.load_into("level1_encoder", level1.encoder)
-    ckpt.load_into("level1_decoder", level1.decoder)
-    level2 = None
-    if config.level == 2:
-        level2 = Level2Autoencoder(config.level2)
-        ckpt.load_into("level2_encoder", level2.encoder)
-        ckpt.load_into("level2_decoder", level2.decoder)
-        level2 = level2.to(device).eval()
-    return TrainedAutoencoder(config, level1.to(device).eval(), level2, ckpt.path)

@@ -102,6 +102,7 @@ class _EncodeJob:
     bpe_path: str | None
     dtype: str
     merge_sparse_tracks: bool
+    tempo_tokens: bool
 
 
 @dataclass(frozen=True)
@@ -113,11 +114,11 @@ class _ApplyJob:
     dtype: str
 
 
-def _encode_midi(path: Path, merge_sparse_tracks: bool) -> tuple[np.ndarray, dict]:
+def _encode_midi(path: Path, merge_sparse_tracks: bool, tempo_tokens: bool = True) -> tuple[np.ndarray, dict]:
     """MMR tokens ``(steps, 4)`` of one MIDI file plus the encoder's per-piece metadata (JSON-safe)."""
     from orchestrion.symbolic import mmr
 
-    piece = mmr.encode(path, merge_sparse_tracks=merge_sparse_tracks)
+    piece = mmr.encode(path, merge_sparse_tracks=merge_sparse_tracks, config=mmr.MMRConfig(tempo_tokens=tempo_tokens))
     info = {
         "ticks_per_beat": piece.ticks_per_beat,
         "start_tick": piece.start_tick,
@@ -157,7 +158,7 @@ def _encode_shard(job: _EncodeJob) -> dict:
     try:
         for rel in job.files:
             try:
-                tokens, info = _encode_midi(root / rel, job.merge_sparse_tracks)
+                tokens, info = _encode_midi(root / rel, job.merge_sparse_tracks, job.tempo_tokens)
             except OrchestrionError as error:
                 failures.append({"file": rel, "error": type(error).__name__, "message": str(error)})
                 continue
@@ -284,7 +285,7 @@ def _check_plan(out_dir: Path, plan: dict) -> None:
     atomic_write_text(path, json.dumps(plan, indent=1) + "\n")
 
 
-def _finalise(out_dir: Path, summaries: list[dict], bpe: MusicBPE | None, source: str) -> dict:
+def _finalise(out_dir: Path, summaries: list[dict], bpe: MusicBPE | None, source: str, tempo_tokens: bool) -> dict:
     """Write ``report.jsonl`` and ``manifest.json`` (last: it marks the dataset complete)."""
     failures = []
     for summary in summaries:
@@ -300,6 +301,7 @@ def _finalise(out_dir: Path, summaries: list[dict], bpe: MusicBPE | None, source
         "mmr_vocab_version": MMR_VOCAB_VERSION,
         "mmr_vocab": json.loads(MMRVocab().to_json()),
         "event_vocab_size": bpe.vocab_size if bpe is not None else BASE_EVENT_VOCAB_SIZE,
+        "tempo_tokens": tempo_tokens,  # the grammar has a tempo step after the chord (MMRConfig.tempo_tokens)
         "bpe": None if bpe is None else {"file": BPE_FILE, "sha256": bpe.digest(), "n_merges": bpe.n_merges},
         "dtype": str(np.load(shard_paths(out_dir, summaries[0]["name"])[0], mmap_mode="r").dtype)
         if summaries else None,
@@ -329,6 +331,7 @@ class TokenizeOptions:
 
     shard_files: int = 64  # input files per shard: the unit of parallel work and of restart
     merge_sparse_tracks: bool = True  # §2.1 step 3; disable for prime-style encoding
+    tempo_tokens: bool = True  # MMRConfig.tempo_tokens; False = exactly the reference grammar
 
 
 def dataset_options(data_dir: str | Path) -> TokenizeOptions:
@@ -367,7 +370,7 @@ def _encode_pass(
     jobs = [
         _EncodeJob(f"shard-{k // n:05d}", str(midi_dir), tuple(files[k : k + n]), str(out_dir),
                    str(out_dir / BPE_FILE) if bpe is not None else None, token_dtype(vocab_size).str,
-                   options.merge_sparse_tracks)
+                   options.merge_sparse_tracks, options.tempo_tokens)
         for k in range(0, len(files), n)
     ]
     summaries = _run_jobs(out_dir, jobs, _encode_shard, workers, _progress_counter(len(files), progress))
@@ -375,7 +378,7 @@ def _encode_pass(
         first = json.loads(shard_paths(out_dir, summaries[0]["name"])[2].read_text())["failures"][0]
         raise _NothingUsable(f"{midi_dir}: none of the {len(files)} MIDI files could be encoded "
                              f"(first: {first['message']})")
-    return _finalise(out_dir, summaries, bpe, str(midi_dir))
+    return _finalise(out_dir, summaries, bpe, str(midi_dir), options.tempo_tokens)
 
 
 def _progress_counter(total: int, progress: ProgressFn | None) -> Callable[[dict], None]:
@@ -455,10 +458,10 @@ def _learn_pass(
     else:
         bpe = MusicBPE().learn(count_dataset_words(mmr_dir, workers), n_merges)
         bpe.save(bpe_path)
-    return _apply_pass(mmr_dir, out_dir, bpe, workers, str(midi_dir))
+    return _apply_pass(mmr_dir, out_dir, bpe, workers, str(midi_dir), options.tempo_tokens)
 
 
-def _apply_pass(mmr_dir: Path, out_dir: Path, bpe: MusicBPE, workers: int, source: str) -> dict:
+def _apply_pass(mmr_dir: Path, out_dir: Path, bpe: MusicBPE, workers: int, source: str, tempo_tokens: bool) -> dict:
     """Rewrite every shard of the MMR dataset ``mmr_dir`` into ``out_dir`` with ``bpe`` applied."""
     bpe_path = out_dir / BPE_FILE
     if not bpe_path.is_file():
@@ -466,7 +469,7 @@ def _apply_pass(mmr_dir: Path, out_dir: Path, bpe: MusicBPE, workers: int, sourc
     jobs = [_ApplyJob(s["name"], str(mmr_dir), str(out_dir), str(bpe_path), token_dtype(bpe.vocab_size).str)
             for s in read_manifest(mmr_dir)["shards"]]
     summaries = _run_jobs(out_dir, jobs, _apply_shard, workers, lambda summary: None)
-    return _finalise(out_dir, summaries, bpe, source)
+    return _finalise(out_dir, summaries, bpe, source, tempo_tokens)
 
 
 def apply_bpe_dataset(mmr_dir: str | Path, out_dir: str | Path, bpe: MusicBPE, *, workers: int = 1) -> dict:
@@ -483,7 +486,7 @@ def apply_bpe_dataset(mmr_dir: str | Path, out_dir: str | Path, bpe: MusicBPE, *
     _check_plan(out_dir, {"source": str(mmr_dir.resolve()), "bpe_sha256": bpe.digest()})
     if (out_dir / MANIFEST).is_file():
         return read_manifest(out_dir)
-    return _apply_pass(mmr_dir, out_dir, bpe, workers, manifest["source"])
+    return _apply_pass(mmr_dir, out_dir, bpe, workers, manifest["source"], manifest.get("tempo_tokens", True))
 
 
 def tokenize_corpus(

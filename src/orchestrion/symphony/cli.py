@@ -120,6 +120,9 @@ def tokenize(
     workers: int = typer.Option(1, "--workers", "-j", help="Worker processes (1 = in-process)."),
     shard_files: int = typer.Option(64, "--shard-files", help="Input files per shard (unit of work and restart)."),
     sparse_merge: bool = typer.Option(True, "--sparse-merge/--no-sparse-merge", help=SPARSE_MERGE_HELP),
+    tempo_tokens: bool = typer.Option(True, "--tempo-tokens/--no-tempo-tokens",
+                                      help="Put a tempo step after the chord where the tempo changes "
+                                           "(--no-tempo-tokens: exactly the reference grammar)."),
 ) -> None:
     """Encode a MIDI folder (or one MIDI file) into a sharded, memory-mappable MMR / Music BPE token dataset.
 
@@ -135,7 +138,7 @@ def tokenize(
 
     from orchestrion.symbolic.preprocess import TokenizeOptions, tokenize_corpus
 
-    options = TokenizeOptions(shard_files=shard_files, merge_sparse_tracks=sparse_merge)
+    options = TokenizeOptions(shard_files=shard_files, merge_sparse_tracks=sparse_merge, tempo_tokens=tempo_tokens)
     with Progress(TextColumn("tokenizing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
                   TimeElapsedColumn(), console=console, transient=True) as bar:
         task = bar.add_task("files", total=None)
@@ -422,3 +425,238 @@ def pianoroll(
         score = _to_score(array, merges, title)
     plot_pianoroll(score, out, title=title)
     console.print(f"wrote {out}")
+
+
+@app.command()
+def train(
+    data_dir: Path = typer.Argument(..., help="Token dataset folder made by `orchestrion symphony tokenize`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory (checkpoints, metrics, samples)."),
+    preset: str = typer.Option("full", "--preset", help="Model size and recipe: full (≈ 39 M, reference), "
+                                                       "small (CPU), debug (tests)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+    steps: int | None = typer.Option(None, "--steps", help="Total optimizer updates (default: the preset's)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="GLOBAL windows per update, over all "
+                                                                     "processes (default: the preset's)."),
+    micro_batch: int | None = typer.Option(None, "--micro-batch", help="Windows per forward pass and process "
+                                                                       "(lower it to fit memory)."),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (default: the preset's)."),
+    warmup: int | None = typer.Option(None, "--warmup", help="Warm-up updates (default: the preset's fraction)."),
+    window: int | None = typer.Option(None, "--window", help="Training window in steps (default: the preset's)."),
+    dropout: float | None = typer.Option(None, "--dropout", help="Dropout rate (default: the preset's, 0.1)."),
+    valid_fraction: float | None = typer.Option(None, "--valid-fraction",
+                                                help="Share of pieces held out for validation (0: none)."),
+    split_seed: int | None = typer.Option(None, "--split-seed", help="Seed of the train/valid/test shuffle "
+                                                                     "(default 1998, the reference's)."),
+    workers: int = typer.Option(0, "--workers", help="Data-loading worker processes."),
+    checkpoint_every: int = typer.Option(1000, "--checkpoint-every", help="Updates between checkpoints, "
+                                                                          "validations and samples."),
+    log_every: int = typer.Option(10, "--log-every", help="Updates between metrics.jsonl lines."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the weights and of the window stream."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Train a SymphonyNet linear transformer on a token dataset (seeded split, windows, AdamW, warm-up).
+
+    Validation bits per field, instrument accuracy, a sampled MIDI and its piano roll are written at
+    every checkpoint. Under torchrun, --batch-size stays the global batch.
+
+    Example:
+
+      orchestrion symphony train data/ --out runs/sym --preset small --steps 2000
+
+      torchrun --nproc_per_node=8 $(which orchestrion) symphony train data/ --out runs/full --micro-batch 2
+    """
+    import os
+
+    from orchestrion.symphony.train import train_symphony
+
+    metrics = train_symphony(
+        data_dir, out, preset=preset, resume=resume, steps=steps, batch_size=batch_size, micro_batch=micro_batch,
+        learning_rate=lr, warmup_steps=warmup, window=window, dropout=dropout, valid_fraction=valid_fraction,
+        split_seed=split_seed, workers=workers, checkpoint_every=checkpoint_every, log_every=log_every, seed=seed,
+        device=device,
+    )
+    if metrics and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        console.print("last step: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+
+
+def _steps_progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = [SpinnerColumn(), TextColumn("generating steps"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    return Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
+
+
+def _assignment_table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+    table = Table(title=title)
+    for column in header:
+        table.add_column(column, justify="left" if column in ("instrument", "was", "name", "from") else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+@app.command()
+def generate(
+    model: Path = typer.Option(..., "--model", "-m", help="Trained run directory (or one of its checkpoints)."),
+    out: Path = typer.Option(..., "--out", "-o", help="MIDI file to write."),
+    prompt: Path | None = typer.Option(None, "--prompt", help="MIDI file to continue (its notes and instruments "
+                                                              "are kept)."),
+    prompt_bars: int | None = typer.Option(None, "--prompt-bars", help="Use only the first N bars of the prompt "
+                                                                       "(default: all)."),
+    prompt_chords: int = typer.Option(0, "--prompt-chords", help="Reuse the chords of the prompt's first K bars, "
+                                      "in order, for the first K chords generated (the reference's constraint)."),
+    bars: int | None = typer.Option(None, "--bars", help="Generate exactly N new bars (any length: the model's "
+                                                         "window slides)."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Generate at most N new steps (default without "
+                                                                   "--bars: 4090, stopping earlier at the end token)."),
+    instruments: str | None = typer.Option(None, "--instruments", help="Comma-separated General MIDI instrument "
+                                           "names or programs the new tracks may play, e.g. 'Violin,Cello,Flute'."),
+    temperature: float = typer.Option(1.0, "--temperature", "-t", help="Softmax temperature of events and "
+                                                                       "durations (> 0; lower = safer)."),
+    top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling mass (1 = full distribution)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same piece."),
+    num_samples: int = typer.Option(1, "--num-samples", "-n", help="Sample N pieces at once (batched, faster per "
+                                    "piece); written as OUT_1.mid ... OUT_N.mid, seeds SEED ... SEED+N-1."),
+    argmax_instruments: bool = typer.Option(False, "--argmax-instruments", help="Give each track its most likely "
+                                            "instrument instead of sampling it (nucleus p = 0.9)."),
+    render: Path | None = typer.Option(None, "--render", help="Also render the piece to this .wav file."),
+    tokens_out: Path | None = typer.Option(None, "--tokens", help="Also save the MMR tokens (.npy or .txt)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda or cuda:N."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+) -> None:
+    """Sample a multi-track piece with a trained SymphonyNet, from scratch or continuing a prompt.
+
+    Every step is masked by the MMR grammar, so the output is always a valid piece; each track's
+    instrument is chosen from the model's averaged instrument predictions and printed.
+
+    Example:
+
+      orchestrion symphony generate --model runs/sym --out new.mid --bars 32 --seed 1
+
+      orchestrion symphony generate --model runs/sym --prompt theme.mid --prompt-bars 4 --bars 16 --out more.mid
+      --instruments "Violin,Viola,Cello,French Horn" --render more.wav
+
+      orchestrion symphony generate --model runs/sym --out take.mid --num-samples 4 --max-steps 2000
+    """
+    from orchestrion.device import resolve_device
+    from orchestrion.fileio import check_output_path
+    from orchestrion.symbolic.dataset import save_token_file
+    from orchestrion.symbolic.midi import save_midi
+    from orchestrion.symphony.generate import (
+        DEFAULT_MAX_STEPS,
+        GenerationError,
+        SamplingOptions,
+        generate_midi,
+        parse_instruments,
+        program_label,
+    )
+    from orchestrion.symphony.models import load_symphony
+
+    if num_samples < 1:
+        raise GenerationError(f"--num-samples must be ≥ 1, got {num_samples}")
+
+    def numbered(path: Path | None, k: int) -> Path | None:
+        return path if path is None or num_samples == 1 else path.with_name(f"{path.stem}_{k + 1}{path.suffix}")
+
+    inputs = [prompt] if prompt is not None else []
+    for k in range(num_samples):
+        for path in (numbered(out, k), numbered(render, k), numbered(tokens_out, k)):
+            if path is not None:
+                check_output_path(path, overwrite=overwrite, inputs=inputs)
+    if bars is not None and max_steps is not None:
+        raise GenerationError("give either --bars or --max-steps, not both")
+    if (prompt_bars is not None or prompt_chords) and prompt is None:
+        raise GenerationError("--prompt-bars and --prompt-chords need --prompt")
+    programs = parse_instruments(instruments) if instruments is not None else None
+    trained = load_symphony(model, resolve_device(device))
+    options = SamplingOptions(
+        temperature=temperature, top_p=top_p, seed=seed, bars=bars, max_steps=max_steps, instruments=programs,
+        orchestration="argmax" if argmax_instruments else "nucleus",
+        track_order="distinct" if trained.training.relabel_tracks else "ascending", prompt_chords=prompt_chords,
+    )
+    per_piece = max_steps or (DEFAULT_MAX_STEPS if bars is None else None)
+    with _steps_progress() as bar:
+        task = bar.add_task("generate", total=per_piece * num_samples if per_piece else None)
+        results = generate_midi(trained.model, trained.bpe, options, prompt, prompt_bars,
+                                progress=lambda n: bar.update(task, completed=n), n_samples=num_samples)
+    for k, result in enumerate(results):
+        path = numbered(out, k)
+        score = result.score()
+        save_midi(score, path)
+        if tokens_out is not None:
+            save_token_file(numbered(tokens_out, k), result.tokens, trained.bpe)
+        console.print(_assignment_table(
+            f"instruments of {path.name}", ("track", "instrument", "probability", "notes", "from"),
+            [(str(a.track), program_label(a.program), f"{a.probability:.2f}", str(a.n_notes), a.source)
+             for a in result.assignments],
+        ))
+        old_bars = _bars_in(result.tokens[: result.prompt_steps])
+        console.print(f"wrote {path}: {result.n_bars - old_bars} new bars after {old_bars} prompt bars, "
+                      f"{score.note_num()} notes, {len(result.tokens) - result.prompt_steps} new steps, "
+                      f"{result.n_windows} window(s), seed {seed + k}, "
+                      f"stopped by {result.stopped_by.replace('_', ' ')}", soft_wrap=True)
+        if render is not None:
+            from orchestrion.audio.render import render_file
+
+            render_file(path, numbered(render, k))
+            console.print(f"wrote {numbered(render, k)}")
+
+
+def _bars_in(tokens: np.ndarray) -> int:
+    from orchestrion.symbolic.mmr_vocab import BAR_OFFSET, POS_OFFSET
+
+    return int(((tokens[:, 0] >= BAR_OFFSET) & (tokens[:, 0] < POS_OFFSET)).sum())
+
+
+@app.command()
+def orchestrate(
+    midi_in: Path = typer.Argument(..., help="Multi-track MIDI file whose instruments are unknown or to be replaced."),
+    model: Path = typer.Option(..., "--model", "-m", help="Trained run directory (or one of its checkpoints)."),
+    out: Path = typer.Option(..., "--out", "-o", help="MIDI file to write (same notes, new programs)."),
+    keep_drums: bool = typer.Option(False, "--keep-drums", help="Drum tracks stay drums; no other track becomes "
+                                                                "drums."),
+    argmax: bool = typer.Option(False, "--argmax", help="Most likely instrument per track instead of nucleus "
+                                                        "sampling (p = 0.9)."),
+    instruments: str | None = typer.Option(None, "--instruments", help="Comma-separated General MIDI names or "
+                                           "programs the tracks may be given."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (track relabelling and sampling)."),
+    render: Path | None = typer.Option(None, "--render", help="Also render the result to this .wav file."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda or cuda:N."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+) -> None:
+    """Choose an instrument for every track of a MIDI file with a trained SymphonyNet (auto-orchestration).
+
+    The model reads the whole piece (instruments hidden from it, as always) and each track gets the
+    instrument its averaged predictions favour; notes are left untouched.
+
+    Example:
+
+      orchestrion symphony orchestrate sketch.mid --model runs/sym --out orchestrated.mid --keep-drums
+    """
+    from orchestrion.device import resolve_device
+    from orchestrion.fileio import check_output_path
+    from orchestrion.symbolic.midi import save_midi
+    from orchestrion.symphony.generate import orchestrate as orchestrate_midi
+    from orchestrion.symphony.generate import parse_instruments, program_label
+    from orchestrion.symphony.models import load_symphony
+
+    for path in (out, render):
+        if path is not None:
+            check_output_path(path, overwrite=overwrite, inputs=[midi_in])
+    programs = parse_instruments(instruments) if instruments is not None else None
+    trained = load_symphony(model, resolve_device(device))
+    result = orchestrate_midi(midi_in, trained.model, trained.bpe, keep_drums=keep_drums,
+                              mode="argmax" if argmax else "nucleus", seed=seed, instruments=programs,
+                              track_order="distinct" if trained.training.relabel_tracks else "ascending")
+    save_midi(result.score, out)
+    console.print(_assignment_table(
+        "instruments", ("track", "name", "notes", "was", "instrument", "probability"),
+        [(str(t.index), t.name, str(t.n_notes), program_label(t.old_program), program_label(t.program),
+          "kept" if t.probability is None else f"{t.probability:.2f}") for t in result.tracks],
+    ))
+    console.print(f"wrote {out} ({result.n_windows} model window(s))")
+    if render is not None:
+        from orchestrion.audio.render import render_file
+
+        render_file(out, render)
+        console.print(f"wrote {render}")

@@ -27,16 +27,23 @@ def plot_loss_curves(metrics_path: str | Path, out_png: str | Path, max_panels: 
     import matplotlib.pyplot as plt
 
     records = read_metrics(metrics_path)
-    keys = [k for k in records[0] if k not in ("step", "time")] if records else []
-    keys = [k for k in keys if all(isinstance(r.get(k), (int, float)) for r in records)][:max_panels]
+    numeric = [k for r in records for k, v in r.items() if k not in ("step", "time") and isinstance(v, (int, float))]
+    seen = list(dict.fromkeys(numeric))
+    # "valid_<key>" shares the panel of "<key>" (held-out next to training); lines may hold a subset of keys
+    keys = [k for k in seen if not (k.startswith("valid_") and k.removeprefix("valid_") in seen)][:max_panels]
     if not keys:
         return None
     cols = min(len(keys), 4)
     rows = (len(keys) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-    steps = [r["step"] for r in records]
     for ax, key in zip(axes.flat, keys, strict=False):
-        ax.plot(steps, [r[key] for r in records], lw=1.2)
+        paired = f"valid_{key}" in seen
+        for name, label in ((key, "train"), (f"valid_{key}", "valid")) if paired else ((key, None),):
+            points = [(r["step"], r[name]) for r in records if isinstance(r.get(name), (int, float))]
+            ax.plot([p[0] for p in points], [p[1] for p in points], lw=1.2, label=label,
+                    marker="o" if name != key else None, ms=3)
+        if paired:
+            ax.legend(fontsize=8)
         ax.set_title(key)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

@@ -222,6 +222,31 @@ CASES = [
          "{in}/existing.png: exists; pass --overwrite to replace it"),
     Case("pianoroll-drums-only", "symphony pianoroll {in}/midi/drums_only.mid {out}/r.png", kind="ok",
          creates=("{out}/r.png",)),
+    # ---- SymphonyNet models and symbolic evaluation ---------------------------------------------
+    Case("symphony-train-on-midi-folder", "symphony train {in}/midi/corpus --out {out}/run --preset debug --steps 1",
+         "{in}/midi/corpus: not a token dataset, it is a folder of MIDI files"),
+    Case("symphony-train-unknown-preset", "symphony train {in}/data --out {out}/run --preset nonsense --steps 1",
+         "unknown SymphonyNet preset 'nonsense'"),
+    Case("symphony-generate-model-of-another-kind", "symphony generate --model {in}/model --out {out}/g.mid",
+         "{in}/model: holds a 'musika.autoencoder_training' model, not a SymphonyNet model"),
+    Case("symphony-generate-missing-model", "symphony generate --model {in}/nope --out {out}/g.mid",
+         "{in}/nope: no such checkpoint or run directory"),
+    Case("symphony-orchestrate-model-of-another-kind", "symphony orchestrate {in}/midi/good.mid --model {in}/model "
+         "--out {out}/o.mid", "{in}/model: holds a 'musika.autoencoder_training' model, not a SymphonyNet model"),
+    Case("evaluate-symphony-model-of-another-kind", "evaluate symphony {in}/model",
+         "{in}/model: holds a 'musika.autoencoder_training' model, not a SymphonyNet model"),
+    Case("evaluate-symbolic-no-midi", "evaluate symbolic {in}/midi/no_midi {in}/midi/corpus",
+         "{in}/midi/no_midi: no MIDI files found"),
+    Case("evaluate-symbolic-existing-json", "evaluate symbolic {in}/midi/corpus {in}/midi/corpus --json "
+         "{in}/existing.json", "{in}/existing.json: exists; pass --overwrite to replace it"),
+    Case("evaluate-fad-no-audio", "evaluate fad {in}/audio/no_audio {in}/audio/only_short",
+         "{in}/audio/no_audio: no audio files found"),
+    Case("train-gan-on-token-dataset", "musika train-gan {in}/data --out {out}/gan --steps 1",
+         "{in}/data/manifest.json: not a latent chunk manifest (format 'orchestrion-token-dataset'"),
+    Case("prepare-latents-missing-folder", "musika prepare-latents {in}/audio/nope --model {in}/model --out {out}/lat",
+         "{in}/audio/nope: audio file or folder does not exist"),
+    Case("prepare-latents-model-is-token-dataset", "musika prepare-latents {in}/audio/only_short --model {in}/data "
+         "--out {out}/lat", "{in}/data: is a 'orchestrion-token-dataset' folder, not a model checkpoint"),
     # ---- audio into the Musika autoencoder ------------------------------------------------------
     Case("reconstruct-empty", REC.format("empty.wav"), "{in}/audio/empty.wav: file is empty (0 bytes)"),
     Case("reconstruct-text-as-audio", REC.format("text.wav"), "{in}/audio/text.wav: not a readable audio file"),

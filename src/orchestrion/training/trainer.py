@@ -271,6 +271,7 @@ class Trainer:
         self._stepped: set[str] = set()
         self._stop_requested = False
         self._saved_step: int | None = None
+        self._live_bar = None  # the rich Progress while it is drawn
 
     # ----------------------------------------------------------------- helpers
     @property
@@ -461,8 +462,13 @@ class Trainer:
 
     # ----------------------------------------------------------------- logging
     def _say(self, message: str) -> None:
-        """One line on stderr from rank 0 (what the run does: resume point, estimates, checkpoints)."""
-        if self.is_main:
+        """One line on stderr from rank 0 (what the run does: resume point, estimates, checkpoints);
+        above the progress bar while one is drawn."""
+        if not self.is_main:
+            return
+        if self._live_bar is not None:
+            self._live_bar.console.print(message, highlight=False, markup=False)
+        else:
             print(message, file=sys.stderr, flush=True)
 
     def _metrics_path(self) -> Path:
@@ -558,6 +564,7 @@ class Trainer:
         on_terminal = sys.stderr.isatty()
         show = self.config.progress and self.is_main
         progress = self._progress(enabled=show and on_terminal)
+        self._live_bar = progress if show and on_terminal else None
         started, first_step = time.monotonic(), self.step
         next_line, estimated = started + PROGRESS_LINE_SECONDS, False
         per_step = self.config.grad_accum * self.world_size * self.config.batch_size
@@ -607,6 +614,7 @@ class Trainer:
                         f"{self.run_dir / CHECKPOINTS_SUBDIR / f'step_{self.step:08d}'}; continue with --resume"
                     )
                     raise KeyboardInterrupt
+        self._live_bar = None
         done = self.step - first_step
         rate = done / max(time.monotonic() - started, 1e-9)
         self._say(f"trained {done} steps ({rate:.2f} steps/s) → {self.run_dir}")

@@ -41,7 +41,6 @@ class Case:
     needs_permissions: bool = False  # read-only folders: the superuser writes into them anyway
 
 
-HARDENING = "issue 8 item {}: fixed on the `hardening` branch (audio/Musika/CLI boundary)"
 REC = "musika reconstruct {{in}}/audio/{} {{out}}/rec.wav --model {{in}}/model --device cpu"
 
 CASES = [
@@ -309,9 +308,9 @@ CASES = [
     Case("corpus-export-into-a-file", "corpus export demo {in}/a_file --limit 1",
          "{in}/a_file: is a file; give a folder for the MIDI files"),
     Case("roundtrip-read-only-folder", "symphony roundtrip {in}/midi/good.mid {in}/read_only/o.mid",
-         "{in}/read_only", needs_permissions=True, xfail=HARDENING.format(7)),
+         "{in}/read_only", needs_permissions=True),
     Case("reconstruct-read-only-folder", "musika reconstruct {in}/audio/good.wav {in}/read_only/o.wav --model "
-         "{in}/model --device cpu", "{in}/read_only", needs_permissions=True, xfail=HARDENING.format(7)),
+         "{in}/model --device cpu", "{in}/read_only", needs_permissions=True),
     Case("corpus-limit-negative", "corpus export demo {out}/c --limit -1", "--limit must be >= 0, got -1"),
 ]
 

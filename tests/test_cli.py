@@ -52,3 +52,20 @@ def test_info_prints_versions_and_device():
     result = CliRunner().invoke(app, ["info"])
     assert result.exit_code == 0
     assert "torch threads" in result.output and "device" in result.output
+
+
+@pytest.mark.parametrize("path", [p for p in ALL_COMMANDS if p and _is_leaf(p)], ids=" ".join)
+def test_help_reads_like_a_command_line(path):
+    """Flags take no value, arguments are CAPITALS, and no help cites the project's internal spec."""
+    result = CliRunner().invoke(app, [*path, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output
+    usage = next(line for line in result.output.splitlines() if "Usage:" in line)
+    assert "{" not in usage and "}" not in usage, usage
+    command = ROOT
+    for name in path:
+        command = command.commands[name]
+    for param in command.params:
+        if param.param_type_name == "argument":
+            assert param.name.upper() in usage, usage
+    assert "spec §" not in result.output

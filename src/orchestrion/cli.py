@@ -15,7 +15,10 @@ import typer
 from rich.console import Console
 
 from orchestrion import __version__
+from orchestrion.cli_style import tidy_typer_help
 from orchestrion.errors import OrchestrionError
+
+tidy_typer_help()
 
 console = Console(stderr=True)
 

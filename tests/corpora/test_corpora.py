@@ -142,3 +142,28 @@ def test_repeats_are_played_once_even_when_malformed():
     assert written_notes * 0.9 <= score.note_num() <= written_notes * 1.5
     quarters = score.end() / score.tpq
     assert quarters == pytest.approx(parsed.highestTime, abs=4)  # the written length, not expanded
+
+
+def test_haydn_quartet_export_matches_the_music21_score():
+    """Op. 1 no. 1/i, every part: the MIDI notes are the score's notes (ties joined, voices kept,
+    repeats once, grace notes left out), at the written onsets and lengths. Its two grace notes
+    in bar 33 used to come out as notes held through bar 52 by violin 2 and viola."""
+    import symusic
+    from music21 import corpus
+
+    from orchestrion.corpora.catalogue import Piece
+    from orchestrion.corpora.export import piece_midi
+
+    # The catalogue's entry, built directly: listing the corpus would scan all of music21's (~4 s).
+    piece = Piece("haydn-opus1no1-movement1", "haydn/opus1no1/movement1.mxl", (40, 40, 41, 42), None)
+    midi = symusic.Score.from_midi(piece_midi(piece)).to("quarter")
+    score = corpus.parse(piece.source)
+    assert sum(n.duration.isGrace for n in score.recurse().notes) == 2
+    for part, track in zip(score.parts, midi.tracks, strict=True):
+        written = sorted(
+            (round(float(n.getOffsetInHierarchy(score)), 3), round(float(n.quarterLength), 3), p.midi)
+            for n in part.stripTies().recurse().notes if not n.duration.isGrace for p in n.pitches
+        )
+        exported = sorted((round(n.time, 3), round(n.duration, 3), n.pitch) for n in track.notes)
+        assert exported == written, track.name
+        assert max(n.duration for n in track.notes) <= 6.0  # nothing held for bars (6/8: 3 quarters a bar)

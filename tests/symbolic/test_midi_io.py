@@ -92,17 +92,32 @@ def _no_notes() -> bytes:
     return score.dumps_midi()
 
 
+def _smf(midi_format: int, tracks: list[list[bytes]]) -> bytes:
+    """A Standard MIDI File built byte by byte: each track is a list of (delta-time + event) bytes."""
+    body = b"".join(b"MTrk" + len(t := b"".join(events) + b"\x00\xff\x2f\x00").to_bytes(4, "big") + t
+                    for events in tracks)
+    header = b"MThd" + (6).to_bytes(4, "big") + midi_format.to_bytes(2, "big") + len(tracks).to_bytes(2, "big")
+    return header + (480).to_bytes(2, "big") + body
+
+
+_NOTE = [b"\x00\x90\x3c\x50", b"\x83\x60\x80\x3c\x00"]  # C4 for one quarter (delta 480 = 0x83 0x60)
+_TEMPO_0 = b"\x00\xff\x51\x03\x00\x00\x00"  # set tempo: 0 microseconds per quarter note
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
         (None, "cannot read"),
+        (_smf(1, [[_TEMPO_0, *_NOTE]]), "tempo event at tick 0 sets 0 microseconds per quarter note"),
+        (_smf(2, [_NOTE, _NOTE]), "MIDI format 2 .independent patterns. is not supported"),
+        (_smf(7, [_NOTE]), "unknown MIDI format 7"),
         (b"", "empty file"),
         (b"RIFF....WAVEfmt " * 4, "not a MIDI file"),
         (b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0MTrk\x00\x00\x01\x00\x90\x3c", "corrupt"),
         (_header_only(), "no note"),
         (_no_notes(), "no note"),
     ],
-    ids=["missing", "empty", "not-midi", "truncated", "zero-tracks", "zero-notes"],
+    ids=["missing", "tempo-0", "format-2", "format-7", "empty", "not-midi", "truncated", "zero-tracks", "zero-notes"],
 )
 def test_bad_midi_raises_midi_error_naming_file(tmp_path: Path, content: bytes | None, message: str) -> None:
     path = tmp_path / "bad.mid"
@@ -111,3 +126,10 @@ def test_bad_midi_raises_midi_error_naming_file(tmp_path: Path, content: bytes |
     with pytest.raises(MidiError, match=message) as info:
         load_midi(path)
     assert str(path) in str(info.value)
+
+
+def test_smf_helper_writes_a_readable_file(tmp_path: Path) -> None:
+    """The hand-made files above differ from a good one only in the defect under test."""
+    path = tmp_path / "good.mid"
+    path.write_bytes(_smf(1, [_NOTE, _NOTE]))
+    assert load_midi(path).note_num() == 2

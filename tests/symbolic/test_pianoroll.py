@@ -55,3 +55,27 @@ def test_empty_score_is_refused(tmp_path: Path) -> None:
 def test_quarter_time_scores_are_accepted(tmp_path: Path) -> None:
     score = make_score([(0, False, [(0, 480, 60), (480, 480, 64)])]).to("quarter")
     assert plot_pianoroll(score, tmp_path / "q.png").exists()
+
+
+def test_drums_are_hits_on_their_own_lane_not_pitches() -> None:
+    from matplotlib.collections import PolyCollection
+
+    from orchestrion.symbolic.pianoroll import pianoroll_figure
+
+    piano = [(0, 480, 60), (480, 480, 72)]
+    kit = [(0, 60, 36), (240, 60, 42), (480, 60, 42), (720, 60, 38)]
+    fig = pianoroll_figure(make_score([(0, False, piano), (0, True, kit)]))
+    pitched, drums = fig.axes[:2]
+    bars = [c for c in pitched.collections if isinstance(c, PolyCollection)]
+    assert len(bars) == 1 and len(bars[0].get_paths()) == len(piano)  # no drum note on the pitch axis
+    assert pitched.get_ylim() == (58, 74)  # the pitch range of the piano only, not the drum keys 36-42
+    assert [t.get_text() for t in drums.get_yticklabels()] == ["Bass Drum 1", "Acoustic Snare", "Closed Hi Hat"]
+    hits = np.concatenate([c.get_offsets() for c in drums.collections])
+    assert sorted(map(tuple, hits.tolist())) == [(0.0, 0.0), (0.25, 2.0), (0.5, 2.0), (0.75, 1.0)]  # (s, lane)
+
+
+def test_drums_only_score_draws_one_drum_lane() -> None:
+    from orchestrion.symbolic.pianoroll import pianoroll_figure
+
+    fig = pianoroll_figure(make_score([(0, True, [(0, 60, 36), (480, 60, 38)])]))
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["Bass Drum 1", "Acoustic Snare"]

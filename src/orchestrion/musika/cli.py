@@ -56,7 +56,7 @@ def train_ae(
     seed: int = typer.Option(0, "--seed", help="Seed of weights and data order."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda, cuda:1, ..."),
 ) -> None:
-    """Train one level and phase of the Musika autoencoder (spec §5) on a folder of audio.
+    """Train one level and phase of the Musika autoencoder on a folder of audio.
 
     Phase 2 starts from a finished phase-1 run (--init) and writes a new run directory.
 
@@ -214,7 +214,7 @@ def train_gan(
     seed: int = typer.Option(0, "--seed", help="Seed of weights, coordinates and data order."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda, cuda:1, ..."),
 ) -> None:
-    """Train the Musika latent GAN (spec §6) on stereo level-2 latents.
+    """Train the Musika latent GAN on stereo level-2 latents.
 
     The run directory keeps a copy of the autoencoder, so it alone is the --model of `musika generate`.
 
@@ -254,7 +254,7 @@ def prepare_latents(
     audio_dir: Path = typer.Argument(..., help="Folder of audio files (searched recursively), or one file."),
     model: Path = typer.Option(..., "--model", help="Level-2 autoencoder run directory (the GAN's latent space)."),
     out: Path = typer.Option(..., "--out", help="New folder for the latent chunks (manifest.json, report.jsonl)."),
-    chunk_frames: int = typer.Option(512, "--chunk-frames", min=1, help="Level-2 frames per chunk (spec §9: 512)."),
+    chunk_frames: int = typer.Option(512, "--chunk-frames", min=1, help="Level-2 frames per chunk (paper: 512)."),
     min_frames: int = typer.Option(
         256, "--min-frames", min=1,
         help="Skip files with fewer real latent frames: one training window, 2·seq_len (techno 256, piano 128).",

@@ -18,6 +18,7 @@ Token arrays are written by :class:`NpyRowWriter`, which streams one piece at a 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import struct
@@ -32,10 +33,13 @@ import numpy as np
 from orchestrion.errors import DataError
 from orchestrion.fileio import atomic_path, atomic_write_text, read_json
 from orchestrion.symbolic.mmr_vocab import (
+    DURATION_VOCAB_SIZE,
     INSTRUMENT_OFFSET,
+    INSTRUMENT_VOCAB_SIZE,
     MMR_VOCAB_VERSION,
     N_PITCHES,
     PITCH_OFFSET,
+    TRACK_VOCAB_SIZE,
     from_strings,
     to_strings,
 )
@@ -108,6 +112,10 @@ def save_npy_atomic(path: Path, array: np.ndarray) -> None:
         np.save(handle, array)
 
 
+# Manifest entries the readers rely on, and their JSON types.
+_MANIFEST_FIELDS = {"mmr_vocab": dict, "event_vocab_size": int, "counts": dict, "shards": list}
+
+
 def read_manifest(data_dir: str | Path) -> dict:
     """Load and validate ``manifest.json`` of a finished dataset folder."""
     data_dir = Path(data_dir)
@@ -115,19 +123,40 @@ def read_manifest(data_dir: str | Path) -> dict:
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: dataset folder not found")
     if not path.is_file():
-        hint = " (tokenizing did not finish: rerun the same command to complete it)" if (
-            data_dir / "plan.json"
-        ).is_file() else ""
-        raise DataError(f"{data_dir}: not a token dataset, {MANIFEST} is missing{hint}")
+        if (data_dir / "plan.json").is_file():
+            raise DataError(f"{data_dir}: not a token dataset, {MANIFEST} is missing (tokenizing did not finish:"
+                            " rerun the same command to complete it)")
+        raise DataError(f"{data_dir}: not a token dataset, {_folder_kind(data_dir)}")
     manifest = read_json(path, "dataset manifest", DataError)
-    if manifest.get("format") != DATASET_FORMAT:
-        raise DataError(f"{path}: not an orchestrion token dataset (format {manifest.get('format')!r})")
+    if not isinstance(manifest, dict) or manifest.get("format") != DATASET_FORMAT:
+        raise DataError(f"{data_dir}: not a token dataset, {_folder_kind(data_dir)}")
     if manifest.get("version") != DATASET_FORMAT_VERSION:
         raise DataError(f"{path}: unsupported dataset format version {manifest.get('version')!r}")
+    missing = [key for key, kind in _MANIFEST_FIELDS.items() if not isinstance(manifest.get(key), kind)]
+    if missing:
+        raise DataError(f"{path}: dataset manifest is damaged (missing or malformed: {', '.join(missing)}); "
+                        "tokenize the MIDI files again")
     if manifest.get("mmr_vocab_version") != MMR_VOCAB_VERSION:
         raise DataError(f"{path}: tokens use MMR vocabulary v{manifest.get('mmr_vocab_version')}, this"
                         f" orchestrion uses v{MMR_VOCAB_VERSION}; tokenize the MIDI files again")
     return manifest
+
+
+_TOKENIZE_HINT = "make a token dataset with `orchestrion symphony tokenize MIDI_DIR --out DATA`"
+
+
+def _folder_kind(folder: Path) -> str:
+    """What ``folder`` holds instead of a token dataset, and what to do (for error messages)."""
+    if ((folder / "config.json").is_file() and (folder / MANIFEST).is_file()) or (folder / "checkpoints").is_dir():
+        return f"it holds a model (checkpoint or training run); pass a token dataset here ({_TOKENIZE_HINT})"
+    if (folder / "index.json").is_file():
+        return f"it holds audio latents; pass a token dataset here ({_TOKENIZE_HINT})"
+    # Bounded look: a user may point at a huge folder, and a hint is not worth a full scan.
+    if any(p.suffix.lower() in (".mid", ".midi") for p in itertools.islice(folder.rglob("*"), 10_000)):
+        return f"it is a folder of MIDI files: {_TOKENIZE_HINT.replace('MIDI_DIR', str(folder))}"
+    if (folder / MANIFEST).is_file():
+        return f"its {MANIFEST} is not an orchestrion token dataset's; {_TOKENIZE_HINT}"
+    return f"{MANIFEST} is missing; {_TOKENIZE_HINT}"
 
 
 class TokenDataset:
@@ -259,10 +288,17 @@ def load_token_file(path: str | Path, bpe: MusicBPE | None = None) -> np.ndarray
             raise DataError(f"{path}: not a readable .npy token file (expected an int array saved by numpy)") from None
         if tokens.ndim != 2 or tokens.shape[1] != N_FIELDS or not np.issubdtype(tokens.dtype, np.integer):
             raise DataError(f"{path}: expected an integer (steps, 4) array, got {tokens.dtype} {tokens.shape}")
+        limits = np.iinfo(np.int32)
+        if len(tokens) and (tokens.min() < limits.min or tokens.max() > limits.max):
+            raise DataError(f"{path}: token ids beyond the 32-bit range ({tokens.min()} to {tokens.max()});"
+                            " these are not MMR tokens")
         return tokens.astype(np.int32)
     if path.suffix != ".txt":
         raise DataError(f"{path}: token files must end in .npy or .txt")
-    words = path.read_text().split()
+    try:
+        words = path.read_text(encoding="utf-8").split()
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text token file (not UTF-8 text); token files are .npy or MMR text") from None
     if len(words) % N_FIELDS:
         raise DataError(f"{path}: {len(words)} strings is not a whole number of 4-field steps")
     names = {}
@@ -272,9 +308,29 @@ def load_token_file(path: str | Path, bpe: MusicBPE | None = None) -> np.ndarray
     steps = [tuple(words[i : i + N_FIELDS]) for i in range(0, len(words), N_FIELDS)]
     try:
         return from_strings(steps, names)
-    except (ValueError, KeyError, IndexError) as error:
-        hint = "" if bpe is not None else " (merged chord tokens need the Music BPE file: --bpe or --data)"
+    except ValueError as error:
+        needs_bpe = str(error).startswith("unknown MMR event") and bpe is None
+        hint = " (merged chord tokens need the Music BPE file: --bpe or --data)" if needs_bpe else ""
         raise DataError(f"{path}: {error}{hint}") from None
+
+
+def check_token_ids(tokens: np.ndarray, name: str, event_vocab_size: int) -> np.ndarray:
+    """Refuse an empty token array or one with ids outside their field's vocabulary; returns it.
+
+    ``event_vocab_size`` is the base MMR size, or a Music BPE's size when its merges apply.
+    """
+    if len(tokens) == 0:
+        raise DataError(f"{name}: holds no tokens (0 steps); nothing to turn into MIDI")
+    limits = (event_vocab_size, DURATION_VOCAB_SIZE, TRACK_VOCAB_SIZE, INSTRUMENT_VOCAB_SIZE)
+    for column, (field_name, limit) in enumerate(zip(("event", "duration", "track", "instrument"), limits,
+                                                      strict=True)):
+        values = tokens[:, column]
+        bad = np.flatnonzero((values < 0) | (values >= limit))
+        if len(bad):
+            step = int(bad[0])
+            raise DataError(f"{name}: {field_name} id {int(values[step])} at step {step} is outside the "
+                            f"vocabulary (0-{limit - 1}); these are not MMR tokens")
+    return tokens
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,9 @@ class TrackInfo:
 def load_midi(path: str | os.PathLike[str]) -> ScoreTick:
     """Read a Standard MIDI File into a tick-based score.
 
-    Raises :class:`MidiError` naming the file if it is missing, empty, not MIDI, corrupt, uses
-    SMPTE time division, or has no track or no note.
+    Raises :class:`MidiError` naming the file if it is missing, empty, not MIDI, corrupt, of
+    format 2, uses SMPTE time division, sets a tempo of 0 microseconds per quarter note, or has
+    no track or no note.
     """
     path = Path(path)
     try:
@@ -59,12 +60,27 @@ def parse_midi(data: bytes, name: str = "<MIDI bytes>") -> ScoreTick:
         raise MidiError(f"{name}: empty file (0 bytes), not a MIDI file")
     if not data.startswith(_HEADER):
         raise MidiError(f"{name}: not a MIDI file (no 'MThd' header, so not a valid MIDI file)")
+    if len(data) < 14:
+        raise MidiError(f"{name}: not a valid MIDI file, corrupt (header cut short at {len(data)} bytes)")
+    midi_format = int.from_bytes(data[8:10], "big")
+    if midi_format == 2:
+        # Format 2 holds independent patterns meant to be played one after another; every
+        # reader here would lay them on top of each other, so refuse rather than garble them.
+        raise MidiError(f"{name}: MIDI format 2 (independent patterns) is not supported; "
+                        "convert it to format 0 or 1")
+    if midi_format > 2:
+        raise MidiError(f"{name}: not a valid MIDI file, corrupt (unknown MIDI format {midi_format})")
     try:
         score = symusic.Score.from_midi(data)
     except RuntimeError as exc:
         raise MidiError(f"{name}: not a valid MIDI file, corrupt ({exc})") from exc
     if score.ticks_per_quarter <= 0:
         raise MidiError(f"{name}: SMPTE time division is not supported (need ticks per quarter note)")
+    tempos = score.tempos.numpy()
+    if (tempos["mspq"] <= 0).any():
+        tick = int(tempos["time"][tempos["mspq"] <= 0][0])
+        raise MidiError(f"{name}: tempo event at tick {tick} sets 0 microseconds per quarter note "
+                        "(an infinite tempo); fix or remove that tempo event")
     if score.note_num() == 0:  # symusic drops tracks without notes, so this covers zero-track files
         raise MidiError(f"{name}: MIDI file has no notes (no track with a note)")
     return score

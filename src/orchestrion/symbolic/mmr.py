@@ -130,6 +130,14 @@ class MMRPiece:
     n_split_added: int
     dropped: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def n_source_notes_kept(self) -> int:
+        """Notes of the source that have a place in ``tokens`` (at most ``n_notes_in``).
+
+        ``n_notes_kept`` counts note steps, and a note longer than 4 beats is cut into several.
+        """
+        return self.n_notes_kept - self.n_split_added
+
 
 @dataclass
 class _Track:
@@ -315,7 +323,9 @@ def encode(midi: MidiSource, *, merge_sparse_tracks: bool = True, config: MMRCon
     if not tracks:
         raise MidiError(
             f"{name}: no note left to encode ({n_in} notes in the file: {dropped['invalid']} with end ≤ start, "
-            f"{dropped['sparse_track']} in tracks of ≤ {MIN_TRACK_NOTES} notes dropped by the sparse-track merge)"
+            f"{dropped['sparse_track']} dropped by the sparse-track merge: tracks of fewer than {SPARSE_TRACK_NOTES}"
+            f" notes join a bigger track of their instrument, and without one only those of more than"
+            f" {MIN_TRACK_NOTES} notes are kept)"
         )
 
     sizes = np.array([len(t.onset) for t in tracks])

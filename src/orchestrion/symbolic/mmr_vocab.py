@@ -239,21 +239,25 @@ def from_strings(
 ) -> np.ndarray:
     """Inverse of :func:`to_strings`: (steps, 4) int32 ids. Unknown strings raise ValueError."""
     rows = []
-    for evt, dur, trk, ins in steps:
+    for step, (evt, dur, trk, ins) in enumerate(steps):
         if evt in _EVENT_IDS:
             e = _EVENT_IDS[evt]
         elif extra_event_ids is not None and evt in extra_event_ids:
             e = extra_event_ids[evt]
         else:
-            raise ValueError(f"unknown MMR event string {evt!r}")
+            raise ValueError(f"unknown MMR event string {evt!r} at step {step}")
         if dur == "RZ":
             rows.append((e, PAD, PAD, PAD))
             continue
-        program = digit_to_int(ins[1]) + {"x": 0, "X": 62, "y": 124}[ins[0]]
-        rows.append((
-            e,
-            DURATION_OFFSET + _from_two_range(dur, "r"),
-            TRACK_OFFSET + _from_two_range(trk, "t"),
-            INSTRUMENT_OFFSET + program,
-        ))
+        try:
+            program = digit_to_int(ins[1]) + {"x": 0, "X": 62, "y": 124}[ins[0]]
+            rows.append((
+                e,
+                DURATION_OFFSET + _from_two_range(dur, "r"),
+                TRACK_OFFSET + _from_two_range(trk, "t"),
+                INSTRUMENT_OFFSET + program,
+            ))
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(f"step {step} '{evt} {dur} {trk} {ins}': duration, track or instrument is not an MMR "
+                             "string (r.., t.., x./X./y.)") from None
     return np.asarray(rows, dtype=np.int32).reshape(-1, 4)

@@ -334,6 +334,18 @@ class MusicBPE:
             self._cache[_word_to_key(p - offset for p in word)] = tuple(sorted(tokens))
         return self
 
+    def merge_shortfall(self, requested: int) -> str | None:
+        """Why fewer than ``requested`` merges were learned (one sentence), or None if all were.
+
+        Learning stops only when no word holds two tokens any more: every distinct note group of
+        the corpus has become a single token, so more merges would need more (varied) music.
+        """
+        if self.n_merges >= requested:
+            return None
+        return (f"learned {self.n_merges:,} of the {requested:,} merges asked for: after {self.n_merges:,} merges "
+                "every note group (chord) in the corpus is a single token, so no pair was left to merge; "
+                "a larger or more varied corpus gives more")
+
     # ---- applying ---------------------------------------------------------------------------
 
     def _segment_word(self, word: Word) -> tuple[int, ...]:
@@ -490,6 +502,8 @@ class MusicBPE:
 
     @classmethod
     def from_json(cls, data: Mapping, source: str = "<json>") -> MusicBPE:
+        if not isinstance(data, Mapping):
+            raise DataError(f"{source}: not a Music BPE file (a JSON {type(data).__name__}, not an object)")
         if data.get("format") != BPE_FORMAT:
             raise DataError(f"{source}: not a Music BPE file (format {data.get('format')!r})")
         if data.get("version") != BPE_FORMAT_VERSION:

@@ -16,15 +16,16 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from orchestrion.errors import DataError, OrchestrionError
-from orchestrion.fileio import SkipReport, atomic_write_text
+from orchestrion.fileio import SkipReport, atomic_write_text, read_json
 from orchestrion.symbolic.dataset import (
     BPE_FILE,
     DATASET_FORMAT,
@@ -38,6 +39,7 @@ from orchestrion.symbolic.dataset import (
     shard_paths,
     token_dtype,
 )
+from orchestrion.symbolic.mmr import MMRConfig
 from orchestrion.symbolic.mmr_vocab import (
     BASE_EVENT_VOCAB_SIZE,
     MMR_VOCAB_VERSION,
@@ -57,12 +59,33 @@ ProgressFn = Callable[[int, int], None]
 
 
 def find_midi_files(midi_dir: str | Path) -> list[str]:
-    """Paths (relative, POSIX style, sorted) of every ``.mid``/``.midi`` file below ``midi_dir``."""
+    """Paths (relative, POSIX style, sorted) of every ``.mid``/``.midi`` file below ``midi_dir``.
+
+    A single MIDI file is accepted too: it is returned as ``[its name]`` (relative to its folder,
+    see :func:`midi_root`).
+    """
     root = Path(midi_dir)
+    if root.is_file():
+        if root.suffix.lower() not in MIDI_SUFFIXES:
+            raise DataError(f"{root}: not a .mid/.midi file; give a MIDI file or a folder of MIDI files")
+        return [root.name]
     if not root.is_dir():
         raise DataError(f"{root}: MIDI folder not found")
     found = [p for p in root.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file()]
     return sorted(p.relative_to(root).as_posix() for p in found)
+
+
+def midi_root(midi_source: str | Path) -> Path:
+    """The folder the names of :func:`find_midi_files` are relative to (a single file's own folder)."""
+    source = Path(midi_source)
+    return source.parent if source.is_file() else source
+
+
+def check_workers(workers: int) -> int:
+    """Refuse a worker count below 1 (``-j 0``, ``-j -2``); returns it."""
+    if workers < 1:
+        raise DataError(f"the number of worker processes (-j/--workers) must be at least 1, got {workers}")
+    return workers
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,6 +268,8 @@ def _run_jobs(
 def _check_plan(out_dir: Path, plan: dict) -> None:
     """Start a dataset folder, or make sure a rerun continues the very same job."""
     path = out_dir / PLAN
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"{out_dir}: is a file; --out needs a new (or empty) folder for the dataset")
     if path.is_file():
         previous = json.loads(path.read_text())
         if previous != plan:
@@ -296,6 +321,10 @@ def _finalise(out_dir: Path, summaries: list[dict], bpe: MusicBPE | None, source
     return manifest
 
 
+class _NothingUsable(DataError):
+    """Every input file was rejected: there is no dataset to make."""
+
+
 @dataclass(frozen=True)
 class TokenizeOptions:
     """Options of :func:`tokenize_corpus` that define the dataset (a rerun must repeat them)."""
@@ -303,6 +332,26 @@ class TokenizeOptions:
     shard_files: int = 64  # input files per shard: the unit of parallel work and of restart
     merge_sparse_tracks: bool = True  # §2.1 step 3; disable for prime-style encoding
     tempo_tokens: bool = True  # MMRConfig.tempo_tokens; False = exactly the reference grammar
+
+
+def dataset_options(data_dir: str | Path) -> TokenizeOptions:
+    """The :class:`TokenizeOptions` a dataset folder was made with (from its ``plan.json``).
+
+    A dataset made by :func:`apply_bpe_dataset` took its pieces from another dataset: that one's
+    options apply. Options a plan predates keep their defaults.
+    """
+    data_dir = Path(data_dir)
+    plan = read_json(data_dir / PLAN, "dataset plan", DataError)
+    known = {f.name for f in fields(TokenizeOptions)}
+    if not known & plan.keys() and (Path(plan.get("source", "")) / PLAN).is_file():
+        return dataset_options(plan["source"])
+    return TokenizeOptions(**{k: v for k, v in plan.items() if k in known})
+
+
+def encoder_config(options: TokenizeOptions) -> MMRConfig:
+    """The MMR encoder options a dataset made with ``options`` used (the fields both classes share)."""
+    shared = {f.name for f in fields(MMRConfig)} & {f.name for f in fields(TokenizeOptions)}
+    return MMRConfig(**{name: getattr(options, name) for name in shared})
 
 
 def _encode_pass(
@@ -325,6 +374,10 @@ def _encode_pass(
         for k in range(0, len(files), n)
     ]
     summaries = _run_jobs(out_dir, jobs, _encode_shard, workers, _progress_counter(len(files), progress))
+    if not any(s["pieces"] for s in summaries):
+        first = json.loads(shard_paths(out_dir, summaries[0]["name"])[2].read_text())["failures"][0]
+        raise _NothingUsable(f"{midi_dir}: none of the {len(files)} MIDI files could be encoded "
+                             f"(first: {first['message']})")
     return _finalise(out_dir, summaries, bpe, str(midi_dir), options.tempo_tokens)
 
 
@@ -341,6 +394,7 @@ def _progress_counter(total: int, progress: ProgressFn | None) -> Callable[[dict
 
 def count_dataset_words(data_dir: str | Path, workers: int = 1) -> WordTable:
     """Word table (distinct note groups with ≥ 2 pitches → count) of a plain MMR dataset."""
+    check_workers(workers)
     dataset = TokenDataset(data_dir)
     if dataset.bpe is not None:
         raise DataError(f"{data_dir}: words must be counted on a plain MMR dataset, this one uses Music BPE")
@@ -369,14 +423,15 @@ def count_midi_words(
 
     Returns the table and the files that could not be encoded, each with its reason.
     """
+    check_workers(workers)
     files = find_midi_files(midi_dir)
     if not files:
         raise DataError(f"{midi_dir}: no .mid or .midi files found")
-    args = [(str(Path(midi_dir) / f), merge_sparse_tracks, PITCH_OFFSET) for f in files]
-    if workers <= 1:
+    args = [(str(midi_root(midi_dir) / f), merge_sparse_tracks, PITCH_OFFSET) for f in files]
+    if workers == 1 or len(args) == 1:
         results = [_count_midi_file(a) for a in args]
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, len(args))) as pool:
             results = list(pool.map(_count_midi_file, args, chunksize=8))
     skipped = SkipReport()
     for (path, _, _), (table, reason) in zip(args, results, strict=True):
@@ -424,6 +479,7 @@ def apply_bpe_dataset(mmr_dir: str | Path, out_dir: str | Path, bpe: MusicBPE, *
     new manifest.
     """
     mmr_dir, out_dir = Path(mmr_dir), Path(out_dir)
+    check_workers(workers)
     manifest = read_manifest(mmr_dir)
     if manifest["bpe"] is not None:
         raise DataError(f"{mmr_dir}: already a Music BPE dataset; apply merges to a plain MMR dataset")
@@ -446,18 +502,23 @@ def tokenize_corpus(
     """Tokenize every MIDI file below ``midi_dir`` into a sharded dataset in ``out_dir``.
 
     Args:
-        midi_dir: folder searched recursively for ``.mid``/``.midi`` files.
+        midi_dir: folder searched recursively for ``.mid``/``.midi`` files (or one MIDI file).
         out_dir: dataset folder (new, empty, or an unfinished run of the same command).
         bpe: Music BPE merges to apply (a file written by :meth:`MusicBPE.save` or an instance).
         learn_bpe: learn this many merges on the corpus itself (two passes) instead.
-        workers: worker processes; ``<= 1`` runs in-process.
+        workers: worker processes (at least 1; 1 runs in-process, never more than there are shards).
         options: shard size and track-merge rule; part of the dataset's identity.
         progress: called with (files done, files total) after each shard.
 
     Returns:
         The manifest (also written to ``out_dir/manifest.json``).
+
+    Raises:
+        DataError: bad options, no MIDI file, or not one file that could be encoded (a folder
+            this call created is then removed).
     """
     midi_dir, out_dir = Path(midi_dir), Path(out_dir)
+    check_workers(workers)
     if bpe is not None and learn_bpe is not None:
         raise DataError("give either a Music BPE file or a number of merges to learn, not both")
     if learn_bpe is not None and learn_bpe <= 0:
@@ -467,8 +528,16 @@ def tokenize_corpus(
     files = find_midi_files(midi_dir)
     if not files:
         raise DataError(f"{midi_dir}: no .mid or .midi files found")
-    if learn_bpe is not None:
-        return _learn_pass(midi_dir, out_dir, files, learn_bpe, options, workers, progress)
+    midi_dir = midi_root(midi_dir)
     bpe_obj = bpe if isinstance(bpe, MusicBPE) or bpe is None else MusicBPE.load(bpe)
-    return _encode_pass(midi_dir, out_dir, files, bpe_obj, options, workers, progress)
+    created = next((p for p in (out_dir, *out_dir.parents) if p.parent.exists()), out_dir)
+    fresh = not created.exists()
+    try:
+        if learn_bpe is not None:
+            return _learn_pass(midi_dir, out_dir, files, learn_bpe, options, workers, progress)
+        return _encode_pass(midi_dir, out_dir, files, bpe_obj, options, workers, progress)
+    except _NothingUsable:
+        if fresh:  # leave nothing behind: a folder of empty shards is no dataset
+            shutil.rmtree(created, ignore_errors=True)
+        raise
 

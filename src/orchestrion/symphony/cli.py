@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrion.errors import DataError
-from orchestrion.fileio import atomic_path
+from orchestrion.fileio import atomic_path, check_output_path
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,11 +29,22 @@ app = typer.Typer(
     rich_markup_mode="rich",
     help=(
         "SymphonyNet-style symbolic music: MMR tokens, Music BPE, token datasets.\n\n"
+        "An existing output file is never replaced unless the command is given --overwrite, and an "
+        "output may never be one of the command's inputs.\n\n"
         "Examples:\n\n"
-        "  orchestrion symphony tokenize midis/ --out data/ --learn-bpe 700 --workers 4\n\n"
+        "  orchestrion symphony tokenize midis/ --out data/ --learn-bpe 700 -j 2\n\n"
         "  orchestrion symphony stats data/\n\n"
         "  orchestrion symphony roundtrip in.mid out.mid --data data/"
     ),
+)
+
+MAX_BINS = 200
+
+OVERWRITE_HELP = "Replace the output file if it exists (never allowed when it is an input)."
+
+SPARSE_MERGE_HELP = (
+    "Merge each track of fewer than 50 notes into the first big track of the same instrument; one with no such "
+    "track is kept if it has more than 5 notes, else dropped (SymphonyNet's rule for training corpora)."
 )
 
 TOKENS_HELP = (
@@ -56,30 +67,48 @@ def _load_bpe(bpe: Path | None, data: Path | None) -> MusicBPE | None:
     return None
 
 
-def _read_tokens(source: Path, bpe: MusicBPE | None, piece: int | None) -> tuple[np.ndarray, MusicBPE | None]:
-    """Tokens from a token file, or piece ``piece`` of a dataset folder (whose merges then apply)."""
+def _read_tokens(
+    source: Path, bpe: MusicBPE | None, piece: int | None
+) -> tuple[np.ndarray, MusicBPE | None, str]:
+    """Tokens from a token file, or piece ``piece`` of a dataset folder (whose merges then apply).
+
+    Also returns what the tokens are, for titles and messages: the token file, or the dataset
+    piece's source MIDI file.
+    """
     from orchestrion.symbolic.dataset import TokenDataset, load_token_file
 
+    if piece is not None and piece < 0:
+        raise DataError(f"--piece must be 0 or more (pieces are numbered from 0), got {piece}")
     if source.is_dir():
         if piece is None:
             raise DataError(f"{source}: a dataset folder needs --piece INDEX")
         dataset = TokenDataset(source)
-        return dataset.piece(piece).astype("int32"), bpe if bpe is not None else dataset.bpe
+        if piece >= len(dataset):
+            raise DataError(f"{source}: --piece {piece} is out of range, the dataset has {len(dataset)} pieces"
+                            f" (0-{len(dataset) - 1})")
+        label = f"{dataset.meta(piece)['source']} (piece {piece} of {source})"
+        return dataset.piece(piece).astype("int32"), bpe if bpe is not None else dataset.bpe, label
     if piece is not None:
         raise DataError("--piece only applies to a dataset folder")
-    return load_token_file(source, bpe), bpe
+    return load_token_file(source, bpe), bpe, str(source)
 
 
-def _to_score(tokens: np.ndarray, bpe: MusicBPE | None, source: Path) -> symusic.Score:
-    """Expand Music BPE tokens if present, then decode MMR to a score."""
+def _to_score(tokens: np.ndarray, bpe: MusicBPE | None, label: str) -> symusic.Score:
+    """Check the ids, expand Music BPE tokens if present, then decode MMR to a score with notes."""
     from orchestrion.symbolic import mmr
+    from orchestrion.symbolic.dataset import check_token_ids
     from orchestrion.symbolic.mmr_vocab import BASE_EVENT_VOCAB_SIZE
 
-    if (tokens[:, 0] >= BASE_EVENT_VOCAB_SIZE).any():
-        if bpe is None:
-            raise DataError(f"{source}: holds Music BPE tokens; name the merges with --bpe FILE or --data DIR")
+    if len(tokens) and (tokens[:, 0] >= BASE_EVENT_VOCAB_SIZE).any() and bpe is None:
+        raise DataError(f"{label}: holds Music BPE tokens; name the merges with --bpe FILE or --data DIR")
+    check_token_ids(tokens, label, bpe.vocab_size if bpe is not None else BASE_EVENT_VOCAB_SIZE)
+    if bpe is not None:
         tokens = bpe.decode(tokens)
-    return mmr.decode(tokens)
+    score = mmr.decode(tokens)
+    if score.note_num() == 0:
+        raise DataError(f"{label}: the {len(tokens):,} token steps hold no playable note (a note needs a"
+                        " position, a duration and a track before it); nothing written")
+    return score
 
 
 @app.command()
@@ -90,20 +119,20 @@ def tokenize(
     learn_bpe: int | None = typer.Option(None, "--learn-bpe", help="Learn N merges on this corpus, then apply them."),
     workers: int = typer.Option(1, "--workers", "-j", help="Worker processes (1 = in-process)."),
     shard_files: int = typer.Option(64, "--shard-files", help="Input files per shard (unit of work and restart)."),
-    sparse_merge: bool = typer.Option(True, "--sparse-merge/--no-sparse-merge",
-                                      help="Merge tracks with < 50 notes (§2.1, on for training corpora)."),
+    sparse_merge: bool = typer.Option(True, "--sparse-merge/--no-sparse-merge", help=SPARSE_MERGE_HELP),
     tempo_tokens: bool = typer.Option(True, "--tempo-tokens/--no-tempo-tokens",
                                       help="Put a tempo step after the chord where the tempo changes "
                                            "(--no-tempo-tokens: exactly the reference grammar)."),
 ) -> None:
-    """Encode a MIDI folder into a sharded, memory-mappable MMR / Music BPE token dataset.
+    """Encode a MIDI folder (or one MIDI file) into a sharded, memory-mappable MMR / Music BPE token dataset.
 
     Bad files are skipped and listed in DATA_DIR/report.jsonl. An interrupted run resumes when
-    the same command is run again: finished shards are not redone.
+    the same command is run again: finished shards are not redone. --out must be a new or empty
+    folder (or the folder of that interrupted run).
 
     Example:
 
-      orchestrion symphony tokenize midis/ --out data/ --learn-bpe 700 --workers 4
+      orchestrion symphony tokenize midis/ --out data/ --learn-bpe 700 -j 2
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -127,6 +156,10 @@ def tokenize(
         table.add_row("Music BPE merges", str(manifest["bpe"]["n_merges"]))
         table.add_row("steps after / before BPE", f"{counts['compression']:.4f}")
     console.print(table)
+    if learn_bpe is not None and manifest["bpe"]["n_merges"] < learn_bpe:
+        from orchestrion.symbolic.dataset import TokenDataset
+
+        console.print(f"[yellow]Music BPE: {TokenDataset(out).bpe.merge_shortfall(learn_bpe)}[/]")
     if counts["files_failed"]:
         console.print(f"[yellow]{counts['files_failed']} file(s) skipped, reasons in {out / 'report.jsonl'}[/]")
 
@@ -138,8 +171,11 @@ def learn_bpe_command(
     merges: int = typer.Option(..., "--merges", "-n", help="Number of merges to learn (reference: 700)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output JSON file."),
     workers: int = typer.Option(1, "--workers", "-j", help="Worker processes for counting."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Learn Music BPE merges (chord tokens) from a corpus and save them as JSON.
+
+    Learning stops early, and says so, when every note group of the corpus has become one token.
 
     Example:
 
@@ -147,10 +183,12 @@ def learn_bpe_command(
     """
     from orchestrion.symbolic.dataset import MANIFEST
     from orchestrion.symbolic.music_bpe import MusicBPE
-    from orchestrion.symbolic.preprocess import MMR_SUBDIR, count_dataset_words, count_midi_words
+    from orchestrion.symbolic.preprocess import MMR_SUBDIR, check_workers, count_dataset_words, count_midi_words
 
     if merges <= 0:
         raise DataError(f"--merges must be positive, got {merges}")
+    check_workers(workers)
+    check_output_path(out, overwrite=overwrite, inputs=[source])
     if (source / MANIFEST).is_file():
         mmr_dir = source / MMR_SUBDIR if (source / MMR_SUBDIR / MANIFEST).is_file() else source
         table = count_dataset_words(mmr_dir, workers)
@@ -169,6 +207,9 @@ def learn_bpe_command(
     for k, merge in enumerate(bpe.merges[:10]):
         shown.add_row(str(k), names[bpe.base_event_vocab_size + k], f"{merge.count:,}")
     console.print(shown)
+    shortfall = bpe.merge_shortfall(merges)
+    if shortfall:
+        console.print(f"[yellow]{shortfall}[/]")
 
 
 @app.command()
@@ -177,7 +218,8 @@ def detokenize(
     out: Path = typer.Option(..., "--out", "-o", help="MIDI file to write."),
     bpe: Path | None = typer.Option(None, "--bpe", help="Music BPE merges the tokens use."),
     data: Path | None = typer.Option(None, "--data", help="Dataset whose merges the tokens use."),
-    piece: int | None = typer.Option(None, "--piece", help="Piece index when TOKENS is a dataset folder."),
+    piece: int | None = typer.Option(None, "--piece", help="Piece index (from 0) when TOKENS is a dataset folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Turn MMR / Music BPE tokens back into a MIDI file (480 ticks per quarter, velocity 90).
 
@@ -187,8 +229,9 @@ def detokenize(
     """
     from orchestrion.symbolic.midi import save_midi
 
-    array, merges = _read_tokens(tokens, _load_bpe(bpe, data), piece)
-    score = _to_score(array, merges, tokens)
+    check_output_path(out, overwrite=overwrite, inputs=[tokens])
+    array, merges, label = _read_tokens(tokens, _load_bpe(bpe, data), piece)
+    score = _to_score(array, merges, label)
     save_midi(score, out)
     console.print(f"wrote {out}: {score.note_num():,} notes, {len(score.tracks)} tracks")
 
@@ -198,12 +241,18 @@ def roundtrip(
     midi_in: Path = typer.Argument(..., help="Input MIDI file."),
     midi_out: Path = typer.Argument(..., help="Output MIDI file: what the representation keeps."),
     bpe: Path | None = typer.Option(None, "--bpe", help="Also pass through these Music BPE merges."),
-    data: Path | None = typer.Option(None, "--data", help="Also pass through this dataset's merges."),
+    data: Path | None = typer.Option(None, "--data", help="Encode as this dataset was made and pass through its "
+                                                          "merges."),
     tokens_out: Path | None = typer.Option(None, "--tokens", help="Also save the (BPE) tokens (.npy or .txt)."),
-    sparse_merge: bool = typer.Option(False, "--sparse-merge/--no-sparse-merge",
-                                      help="Apply the training corpus' sparse-track merge."),
+    sparse_merge: bool | None = typer.Option(
+        None, "--sparse-merge/--no-sparse-merge",
+        help="Apply the sparse-track merge of training corpora. Default: as the --data dataset was made, else off."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """MIDI → MMR → Music BPE → MMR → MIDI, printing how faithful each stage is.
+
+    With --data, the file is encoded with that dataset's options and merges, so the output is
+    what the dataset holds of it.
 
     Example:
 
@@ -214,10 +263,20 @@ def roundtrip(
     from orchestrion.symbolic import mmr
     from orchestrion.symbolic.dataset import save_token_file
     from orchestrion.symbolic.midi import load_midi, save_midi
+    from orchestrion.symbolic.preprocess import dataset_options, encoder_config
 
+    check_output_path(midi_out, overwrite=overwrite, inputs=[midi_in])
+    if tokens_out is not None:
+        check_output_path(tokens_out, overwrite=overwrite, inputs=[midi_in, midi_out])
+        if tokens_out.suffix not in (".npy", ".txt"):
+            raise DataError(f"{tokens_out}: token files must end in .npy or .txt")
     merges = _load_bpe(bpe, data)
+    options = dataset_options(data) if data is not None else None
+    if sparse_merge is None:
+        sparse_merge = options.merge_sparse_tracks if options is not None else False
+    config = encoder_config(options) if options is not None else mmr.MMRConfig()
     score = load_midi(midi_in)
-    piece = mmr.encode(score, merge_sparse_tracks=sparse_merge)
+    piece = mmr.encode(midi_in, merge_sparse_tracks=sparse_merge, config=config)  # from the path: errors name it
     tokens = piece.tokens
     merged = merges.apply(tokens) if merges is not None else tokens
     restored = merges.decode(merged) if merges is not None else tokens
@@ -225,16 +284,18 @@ def roundtrip(
         save_token_file(tokens_out, merged, merges)
     back = mmr.decode(restored)
     save_midi(back, midi_out)
-    fidelity = mmr.fidelity(score, merge_sparse_tracks=sparse_merge)
-    reencoded = mmr.encode(back, merge_sparse_tracks=False).tokens
+    fidelity = mmr.fidelity(score, merge_sparse_tracks=sparse_merge, config=config)
+    reencoded = mmr.encode(back, merge_sparse_tracks=False, config=config).tokens
 
     table = Table(title=f"{midi_in.name} → {midi_out}")
     table.add_column("measure")
     table.add_column("value", justify="right")
+    table.add_row("sparse-track merge", "on" if sparse_merge else "off")
     table.add_row("notes in the MIDI file", f"{piece.n_notes_in:,}")
-    table.add_row("notes kept by MMR", f"{piece.n_notes_kept:,}")
+    table.add_row("notes kept by MMR", f"{piece.n_source_notes_kept:,}")
     for reason, count in sorted(piece.dropped.items()):
         table.add_row(f"  dropped: {reason}", f"{count:,}")
+    table.add_row("note steps (notes over 4 beats are cut)", f"{piece.n_notes_kept:,} (+{piece.n_split_added:,} cut)")
     table.add_row("notes back exactly (pitch, program, onset, duration)",
                   f"{fidelity.notes_exact:,} ({fidelity.exact_fraction:.1%})")
     table.add_row("MMR steps", f"{len(tokens):,}")
@@ -251,7 +312,8 @@ def roundtrip(
 def stats(
     data_dir: Path = typer.Argument(..., help="Token dataset folder."),
     png: Path | None = typer.Option(None, "--png", help="Also save histograms as a PNG figure."),
-    bins: int = typer.Option(12, "--bins", help="Sequence-length histogram bins."),
+    bins: int = typer.Option(12, "--bins", help=f"Sequence-length histogram bins (1-{MAX_BINS})."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Pieces, tokens, sequence lengths, Music BPE compression and instruments of a dataset.
 
@@ -264,6 +326,10 @@ def stats(
     from orchestrion.symbolic.dataset import TokenDataset, dataset_stats
     from orchestrion.symbolic.pianoroll import program_name
 
+    if not 1 <= bins <= MAX_BINS:  # each bin is a printed table row
+        raise DataError(f"--bins must be 1-{MAX_BINS}, got {bins}")
+    if png is not None:
+        check_output_path(png, overwrite=overwrite, inputs=[data_dir])
     dataset = TokenDataset(data_dir)
     summary = dataset_stats(dataset)
     counts = dataset.manifest["counts"]
@@ -335,9 +401,12 @@ def pianoroll(
     out: Path = typer.Argument(..., help="PNG file to write."),
     bpe: Path | None = typer.Option(None, "--bpe", help="Music BPE merges the tokens use."),
     data: Path | None = typer.Option(None, "--data", help="Dataset whose merges the tokens use."),
-    piece: int | None = typer.Option(None, "--piece", help="Piece index when SOURCE is a dataset folder."),
+    piece: int | None = typer.Option(None, "--piece", help="Piece index (from 0) when SOURCE is a dataset folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
-    """Draw a piano roll (one colour per track) of a MIDI file or of tokens.
+    """Draw a piano roll (one colour per track, drums as hits on their own lane) of a MIDI file or of tokens.
+
+    A dataset piece is titled with the MIDI file it came from.
 
     Example:
 
@@ -346,12 +415,14 @@ def pianoroll(
     from orchestrion.symbolic.midi import load_midi
     from orchestrion.symbolic.pianoroll import plot_pianoroll
 
+    check_output_path(out, overwrite=overwrite, inputs=[source])
     if source.suffix.lower() in (".mid", ".midi"):
-        score = load_midi(source)
+        if piece is not None:
+            raise DataError("--piece only applies to a dataset folder")
+        score, title = load_midi(source), source.name
     else:
-        array, merges = _read_tokens(source, _load_bpe(bpe, data), piece)
-        score = _to_score(array, merges, source)
-    title = source.name if piece is None else f"{source.name} piece {piece}"
+        array, merges, title = _read_tokens(source, _load_bpe(bpe, data), piece)
+        score = _to_score(array, merges, title)
     plot_pianoroll(score, out, title=title)
     console.print(f"wrote {out}")
 

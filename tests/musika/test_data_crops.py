@@ -63,14 +63,27 @@ def test_resampled_stereo_file_is_mono_at_22050(tmp_path: Path) -> None:
 
 
 def test_short_file_is_padded_and_silence_is_redrawn(tmp_path: Path) -> None:
-    save_audio(tmp_path / "short.wav", melody(0.5, seed=1), subtype="FLOAT")
+    save_audio(tmp_path / "short.wav", melody(1.0, seed=1), subtype="FLOAT")
     save_audio(tmp_path / "silence.wav", np.zeros((1, 22050 * 4), np.float32))
     data = AudioCropDataset(tmp_path, max_draws=32)
     for seed in range(10):
         crop = data[SampleKey(0, seed)].numpy()
         # the 4 s silent file is drawn ~72 % of the time; redraws land on the short file
-        assert np.abs(crop[:11025]).max() > 0.01
-        assert np.all(crop[11025 + 10 :] == 0.0)  # zero padding after the 0.5 s file
+        assert np.abs(crop[:22050]).max() > 0.01
+        assert np.all(crop[22050 + 10 :] == 0.0)  # zero padding after the 1 s file (a crop is 1.52 s)
+
+
+def test_files_shorter_than_half_a_crop_are_skipped_and_reported(tmp_path: Path) -> None:
+    save_audio(tmp_path / "long.wav", melody(2.0, seed=1), subtype="FLOAT")
+    save_audio(tmp_path / "blip.wav", melody(0.5, seed=2), subtype="FLOAT")
+    data = AudioCropDataset(tmp_path)
+    assert [info.path.name for info in data.files] == ["long.wav"]
+    assert [(Path(s["file"]).name, s["reason"]) for s in data.skipped.skipped] == [
+        ("blip.wav", "too short to train on (0.50 s; a file needs at least half a training crop, 0.76 s)")
+    ]
+    (tmp_path / "long.wav").unlink()
+    with pytest.raises(DataError, match=r"no usable training audio .*blip\.wav: too short to train on"):
+        AudioCropDataset(tmp_path)
 
 
 def test_errors_for_missing_or_empty_folders(tmp_path: Path) -> None:

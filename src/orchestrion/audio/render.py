@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from orchestrion.audio.io import SAMPLE_RATE, save_audio, to_mono
-from orchestrion.errors import AudioError
+from orchestrion.errors import AudioError, MidiError
 
 if TYPE_CHECKING:
     import symusic
@@ -167,6 +167,9 @@ def render_midi(
             f"sample rate {sample_rate!r} Hz is out of range (render at {MIN_RENDER_RATE} to {MAX_RENDER_RATE} Hz)"
         )
     score, name = _load_score(midi)
+    durations = np.concatenate([track.notes.numpy()["duration"] for track in score.tracks] or [np.zeros(0)])
+    if len(durations) and not (durations > 0).any():
+        raise MidiError(f"{name}: nothing to play: all {len(durations)} notes have zero length")
     synth, sfid = _load_synth(Path(soundfont) if soundfont is not None else default_soundfont(), sample_rate, gain_db)
     for channel, track in enumerate(score.tracks):
         # Bank 0 for melodic tracks; is_drums makes tinysoundfont look the program up as a kit in

@@ -15,8 +15,10 @@ Design choices (the spec is silent on them):
   audio is equally likely), then the offset uniformly. Training is therefore exactly
   reproducible and resumable.
 - Files shorter than one crop are zero-padded at the end (a folder of short clips still
-  trains); a crop whose RMS is below ``silence_db`` dBFS is redrawn (up to ``max_draws``
-  times, then the last draw is kept) because silent crops teach the autoencoder nothing.
+  trains), but files shorter than half a crop (one decoder window, 0.76 s) are skipped and
+  reported: a crop that is mostly padding teaches silence, not music.
+- A crop whose RMS is below ``silence_db`` dBFS is redrawn (up to ``max_draws`` times, then
+  the last draw is kept) because silent crops teach the autoencoder nothing.
 - If the whole folder, decoded, fits in ``cache_bytes`` it is decoded once into memory
   (shared copy-on-write by DataLoader workers); otherwise each crop is read from disk by
   seeking with soundfile and resampled on the fly, so memory stays bounded for large sets.
@@ -111,8 +113,14 @@ class AudioCropDataset(Dataset):
     ) -> None:
         self.folder = Path(folder)
         self.skipped = SkipReport()
-        self.files = scan_audio_folder(self.folder, self.skipped)
         self.crop = crop_samples(frames)
+        self.files = []
+        for info in scan_audio_folder(self.folder, self.skipped):
+            if info.samples < self.crop // 2:
+                self.skipped.skip(info.path, f"too short to train on ({info.samples / SAMPLE_RATE:.2f} s; a file needs "
+                                             f"at least half a training crop, {self.crop // 2 / SAMPLE_RATE:.2f} s)")
+            else:
+                self.files.append(info)
         self.silence_db = silence_db
         self.max_draws = max_draws
         decoded_bytes = 4 * int(sum(info.samples for info in self.files))

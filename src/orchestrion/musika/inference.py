@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -183,6 +184,8 @@ def encode_files(
     digest = latent_digest(model)
     skipped = SkipReport() if skipped is None else skipped
     written = 0
+    # the outermost folder this call creates: removed again if nothing can be encoded
+    created = next((folder for folder in reversed([out_dir, *out_dir.parents]) if not folder.exists()), None)
     out_dir.mkdir(parents=True, exist_ok=True)
     for path, relative, target in zip(files, relatives, targets, strict=True):
         try:
@@ -198,7 +201,9 @@ def encode_files(
         save_latents(target, latent_file)
         written += 1
         yield target
-    if skipped.skipped:
+    if written == 0 and created is not None:
+        shutil.rmtree(created)  # nothing could be encoded: leave no empty output folder (the error lists why)
+    elif skipped.skipped:
         skipped.write(out_dir / SKIP_REPORT)
     else:
         (out_dir / SKIP_REPORT).unlink(missing_ok=True)  # an earlier run's report would no longer be true

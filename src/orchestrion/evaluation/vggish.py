@@ -33,7 +33,8 @@ and, optionally (needed only for the PCA postprocess), from ``vggish_pca_params-
 
     pca_eigen_vectors   (128, 128)         pca_means         (128,)
 
-Conversion (once, with torch and safetensors, from files you already have)::
+Conversion (once, with torch and safetensors, from files you already have; the PCA file holds
+NumPy arrays, so it needs a full pickle load: do this only with a copy you trust)::
 
     import torch
     from safetensors.torch import save_file

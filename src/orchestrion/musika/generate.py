@@ -34,9 +34,9 @@ Conditioning
     segment, so the change makes no click.
 
 Speed and latency (``benchmarks/musika_generate_speed.py``, full-size models, 2 CPU cores)
-    fp32 78-81x real time, ``precision="bf16"`` 148x; the first block of a stream is ready after
-    ≈ 0.1-0.2 s (one generator segment and two decoder windows per channel; the first stream of a
-    model also folds the decoder weights, up to ≈ 0.45 s). Loading the run comes before that.
+    fp32 74-79x real time, ``precision="bf16"`` 124-127x (wall time on an idle machine); the first
+    block of a stream is ready after ≈ 0.1-0.2 s (one generator segment and two decoder windows per
+    channel; the first stream of a model also folds the decoder weights). Loading the run comes before that.
 """
 
 from __future__ import annotations

@@ -16,35 +16,15 @@ import soundfile
 from gan_support import one_thread, write_gan_run
 from typer.testing import CliRunner
 
+from cli_support import run_fails, run_ok
 from orchestrion.checkpoint import save_checkpoint
-from orchestrion.cli import app, main
+from orchestrion.cli import app
 from orchestrion.musika.config import AutoencoderTrainingConfig
 from orchestrion.musika.generate import generate
 from orchestrion.musika.models import load_latent_gan
 
 runner = CliRunner()
 SR = 22050
-
-
-def _ok(*args) -> CliRunner:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
-
-
-def _fails(capsys, *args) -> str:
-    """Through the real entry point: exit code 2 and one clean line."""
-    old = sys.argv
-    sys.argv = ["orchestrion", *map(str, args)]
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            main()
-    finally:
-        sys.argv = old
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "error:" in err and "Traceback" not in err
-    return " ".join(err.split())
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -64,32 +44,32 @@ def test_generate_writes_exact_seconds_mono_png_and_respects_overwrite(run_dir, 
     curve.write_text("seconds,value\n0,0.2\n2,0.8\n")
     args = ["musika", "generate", "--model", run_dir, "--seconds", 2.5, "--out", out, "--seed", 3,
             "--note-density", curve, "--tempo", 120, "--png"]
-    _ok(*args)
+    run_ok(*args)
     audio, rate = soundfile.read(out, dtype="float32", always_2d=True)
     assert rate == SR and audio.shape == (round(2.5 * SR), 2) and out.with_suffix(".png").is_file()
     expected = generate(load_latent_gan(run_dir), 2.5, seed=3, note_density=str(curve), tempo=120)
     np.testing.assert_allclose(audio.T, expected, atol=1.5 / 32767)
-    assert "exists; pass --overwrite" in _fails(capsys, *args)
-    _ok(*args, "--overwrite", "--mono")
+    assert "exists; pass --overwrite" in run_fails(capsys, *args)
+    run_ok(*args, "--overwrite", "--mono")
     assert soundfile.info(out).channels == 1
 
 
 def test_generate_bad_arguments_exit_with_one_line(run_dir, tmp_path, capsys):
     base = ["musika", "generate", "--model", run_dir, "--out", tmp_path / "x.wav"]
-    assert "seconds must be a positive number, got -2" in _fails(capsys, *base, "--seconds", -2)
-    assert "note_density 1.5 is outside 0..1" in _fails(capsys, *base, "--seconds", 1, "--note-density", 1.5)
+    assert "seconds must be a positive number, got -2" in run_fails(capsys, *base, "--seconds", -2)
+    assert "note_density 1.5 is outside 0..1" in run_fails(capsys, *base, "--seconds", 1, "--note-density", 1.5)
     bad = tmp_path / "bad.csv"
     bad.write_text("seconds,value\n0,0.5\nzero,0.1\n")
-    assert f"{bad}: line 3: expected two numbers" in _fails(capsys, *base, "--seconds", 1, "--note-density", bad)
-    assert "tempo 20 BPM is outside 80..180 BPM" in _fails(capsys, *base, "--seconds", 1, "--tempo", 20)
+    assert f"{bad}: line 3: expected two numbers" in run_fails(capsys, *base, "--seconds", 1, "--note-density", bad)
+    assert "tempo 20 BPM is outside 80..180 BPM" in run_fails(capsys, *base, "--seconds", 1, "--tempo", 20)
     autoencoder = tmp_path / "ae"
     save_checkpoint(autoencoder, config=AutoencoderTrainingConfig.preset_config("debug"), modules={})
     other = ["musika", "generate", "--model", autoencoder, "--out", tmp_path / "y.wav", "--seconds", 1]
-    assert "must be a Musika latent-GAN run" in _fails(capsys, *other)
-    assert "--format raw is for --out - only" in _fails(
+    assert "must be a Musika latent-GAN run" in run_fails(capsys, *other)
+    assert "--format raw is for --out - only" in run_fails(
         capsys, "musika", "stream", "--model", run_dir, "--out", tmp_path / "z.wav", "--format", "raw"
     )
-    assert "unknown stream format 'mp3'" in _fails(capsys, "musika", "stream", "--model", run_dir, "--out", "-",
+    assert "unknown stream format 'mp3'" in run_fails(capsys, "musika", "stream", "--model", run_dir, "--out", "-",
                                                    "--format", "mp3", "--seconds", 1)
     assert not any((tmp_path / name).exists() for name in ("x.wav", "y.wav", "z.wav"))
 
@@ -107,7 +87,7 @@ def test_stream_to_stdout_and_to_a_file(run_dir, tmp_path):
                               "--format", "raw", "--mono"])
     assert raw.exit_code == 0 and len(raw.stdout_bytes) == round(0.5 * SR) * 2
     out = tmp_path / "live.flac"
-    _ok("musika", "stream", "--model", run_dir, "--out", out, "--seconds", 1.2, "--seed", 3)
+    run_ok("musika", "stream", "--model", run_dir, "--out", out, "--seconds", 1.2, "--seed", 3)
     audio, _ = soundfile.read(out, dtype="float32")
     np.testing.assert_allclose(audio[: round(1.2 * SR)].T, expected[:, : round(1.2 * SR)], atol=1.5 / 32767)
 

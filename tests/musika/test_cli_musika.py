@@ -19,33 +19,12 @@ import torch
 from train_support import write_music_folder, write_rendered_excerpt
 from typer.testing import CliRunner
 
+from cli_support import run_fails, run_ok
 from orchestrion.checkpoint import checkpoint_step_dirs, load_checkpoint, save_checkpoint
-from orchestrion.cli import app, main
 from orchestrion.musika.autoencoder import Level1Decoder, Level1Encoder
 from orchestrion.musika.config import DiscriminatorConfig
 
 runner = CliRunner()
-
-
-def _ok(*args: str) -> str:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result.output
-
-
-def _fails(capsys, *args: str) -> str:
-    """Run through the real entry point: user errors must exit with code 2 and one clean line."""
-    old = sys.argv
-    sys.argv = ["orchestrion", *map(str, args)]
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            main()
-    finally:
-        sys.argv = old
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "error:" in err and "Traceback" not in err
-    return " ".join(err.split())
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +33,8 @@ def model(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("musika_cli")
     data = write_rendered_excerpt(root, seconds=3.0)
     common = ["--workers", "0", "--seed", "0"]
-    _ok("musika", "train-ae", data, "--out", root / "l1p1", "--preset", "debug", "--steps", 4, *common)
-    _ok("musika", "train-ae", data, "--out", root / "l1p2", "--phase", "2", "--init", root / "l1p1",
+    run_ok("musika", "train-ae", data, "--out", root / "l1p1", "--preset", "debug", "--steps", 4, *common)
+    run_ok("musika", "train-ae", data, "--out", root / "l1p2", "--phase", "2", "--init", root / "l1p1",
         "--steps", 2, *common)
     return {"root": root, "data": data, "l1p1": root / "l1p1", "l1p2": root / "l1p2"}
 
@@ -64,7 +43,7 @@ def test_train_encode_decode_reconstruct_evaluate(model, tmp_path: Path) -> None
     assert (model["l1p2"] / "metrics.jsonl").is_file() and (model["l1p2"] / "loss_curve.png").is_file()
     audio_dir = tmp_path / "audio"
     write_music_folder(audio_dir, n_files=2, seconds=2.0, channels=2)
-    _ok("musika", "encode", audio_dir, "--model", model["l1p2"], "--out", tmp_path / "latents")
+    run_ok("musika", "encode", audio_dir, "--model", model["l1p2"], "--out", tmp_path / "latents")
     latents = tmp_path / "latents"
     names = sorted(p.relative_to(latents).as_posix() for p in latents.rglob("*.safetensors"))
     assert names == ["melody_0.wav.safetensors", "nested/melody_1.wav.safetensors"]
@@ -73,17 +52,17 @@ def test_train_encode_decode_reconstruct_evaluate(model, tmp_path: Path) -> None
     # 2 s stereo at 22.05 kHz → 2 channels × 16 dims × (smallest multiple of 64 frames covering 44100 + 768)
     assert (entry["channels"], entry["dim"], entry["frames"], entry["hop"]) == (2, 16, 192, 256)
 
-    _ok("musika", "decode", tmp_path / "latents", "--model", model["l1p2"], "--out", tmp_path / "decoded")
+    run_ok("musika", "decode", tmp_path / "latents", "--model", model["l1p2"], "--out", tmp_path / "decoded")
     decoded, rate = sf.read(tmp_path / "decoded" / "melody_0.wav", always_2d=True)
     assert rate == 22050 and decoded.shape == (44100, 2)
 
     source = next(model["data"].glob("*.wav"))
-    _ok("musika", "reconstruct", source, tmp_path / "rec.wav", "--model", model["l1p2"], "--png")
+    run_ok("musika", "reconstruct", source, tmp_path / "rec.wav", "--model", model["l1p2"], "--png")
     rebuilt, rate = sf.read(tmp_path / "rec.wav", always_2d=True)
     assert rebuilt.shape == (sf.info(source).frames, 1) and np.abs(rebuilt).max() > 0
     assert (tmp_path / "rec.png").read_bytes()[:4] == b"\x89PNG"
 
-    out = _ok("evaluate", "reconstruction", model["data"], "--model", model["l1p2"], "--json", tmp_path / "r.json")
+    out = run_ok("evaluate", "reconstruction", model["data"], "--model", model["l1p2"], "--json", tmp_path / "r.json")
     assert "log-mel" in out and "mean" in out
     report = json.loads((tmp_path / "r.json").read_text())
     assert [row["file"] for row in report["files"]] == [source.name]
@@ -94,19 +73,19 @@ def test_bad_inputs_exit_with_code_2(model, tmp_path: Path, capsys) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "readme.txt").write_text("no audio here")
-    assert "does not exist" in _fails(capsys, "musika", "train-ae", tmp_path / "missing", "--out", tmp_path / "r")
-    assert "no audio files" in _fails(capsys, "musika", "train-ae", empty, "--out", tmp_path / "r", "--steps", 1)
-    assert "no audio files" in _fails(capsys, "musika", "encode", empty, "--model", model["l1p2"], "--out", tmp_path)
-    _ok("musika", "encode", model["data"], "--model", model["l1p2"], "--out", tmp_path / "latents")
-    assert "unknown precision" in _fails(
+    assert "does not exist" in run_fails(capsys, "musika", "train-ae", tmp_path / "missing", "--out", tmp_path / "r")
+    assert "no audio files" in run_fails(capsys, "musika", "train-ae", empty, "--out", tmp_path / "r", "--steps", 1)
+    assert "no audio files" in run_fails(capsys, "musika", "encode", empty, "--model", model["l1p2"], "--out", tmp_path)
+    run_ok("musika", "encode", model["data"], "--model", model["l1p2"], "--out", tmp_path / "latents")
+    assert "unknown precision" in run_fails(
         capsys, "musika", "decode", tmp_path / "latents", "--model", model["l1p2"],
         "--out", tmp_path, "--precision", "fp8",
     )  # fmt: skip
     # --model pointing at something that is not a Musika autoencoder run
-    assert "no checkpoint found" in _fails(
+    assert "no checkpoint found" in run_fails(
         capsys, "musika", "encode", model["data"], "--model", empty, "--out", tmp_path / "x"
     )
-    assert "cannot make audio" in _fails(
+    assert "cannot make audio" in run_fails(
         capsys, "musika", "reconstruct", next(model["data"].glob("*.wav")), tmp_path / "o.wav", "--model", model["l1p1"]
     )
     # a checkpoint whose weights do not fit its config, one of another model kind, a tampered one
@@ -114,10 +93,10 @@ def test_bad_inputs_exit_with_code_2(model, tmp_path: Path, capsys) -> None:
     small = dataclasses.replace(config.level1, latent_dim=8)
     save_checkpoint(tmp_path / "mismatch", config=config,
                     modules={"level1_encoder": Level1Encoder(small), "level1_decoder": Level1Decoder(small)})
-    mismatch = _fails(capsys, "evaluate", "reconstruction", model["data"], "--model", tmp_path / "mismatch")
+    mismatch = run_fails(capsys, "evaluate", "reconstruction", model["data"], "--model", tmp_path / "mismatch")
     assert "do not match" in mismatch
     save_checkpoint(tmp_path / "other", config=DiscriminatorConfig(), modules={})
-    assert "must be a Musika autoencoder run" in _fails(
+    assert "must be a Musika autoencoder run" in run_fails(
         capsys, "musika", "encode", model["data"], "--model", tmp_path / "other", "--out", tmp_path / "x"
     )
     tampered = tmp_path / "tampered"
@@ -125,9 +104,9 @@ def test_bad_inputs_exit_with_code_2(model, tmp_path: Path, capsys) -> None:
     with open(tampered / "model.safetensors", "r+b") as handle:
         handle.seek(-4, os.SEEK_END)
         handle.write(b"\0\0\0\0")
-    assert "sha256" in _fails(capsys, "musika", "reconstruct", next(model["data"].glob("*.wav")),
+    assert "sha256" in run_fails(capsys, "musika", "reconstruct", next(model["data"].glob("*.wav")),
                               tmp_path / "o.wav", "--model", tampered)
-    assert "no such" in _fails(capsys, "evaluate", "reconstruction", model["data"], "--model", tmp_path / "nope")
+    assert "no such" in run_fails(capsys, "evaluate", "reconstruction", model["data"], "--model", tmp_path / "nope")
 
 
 def test_killed_training_resumes_from_its_checkpoint(model, tmp_path: Path) -> None:
@@ -149,7 +128,7 @@ def test_killed_training_resumes_from_its_checkpoint(model, tmp_path: Path) -> N
     killed_at, ckpt_dir = steps[-1]
     before = load_checkpoint(ckpt_dir).module_state("level1_encoder")
     target = killed_at + 2
-    _ok("musika", "train-ae", model["data"], "--out", run, "--preset", "debug", "--steps", target,
+    run_ok("musika", "train-ae", model["data"], "--out", run, "--preset", "debug", "--steps", target,
         "--checkpoint-every", "1", "--workers", "0", "--resume")
     # the resumed run started from the killed run's checkpoint (kept, untouched) and went on to `target`
     after_steps = [s for s, _ in checkpoint_step_dirs(run)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,34 +14,14 @@ import torch
 from train_support import melody
 from typer.testing import CliRunner
 
+from cli_support import run_fails, run_ok
 from orchestrion.audio.io import save_audio
 from orchestrion.checkpoint import save_checkpoint
-from orchestrion.cli import app, main
+from orchestrion.cli import app
 from orchestrion.musika.config import AutoencoderTrainingConfig
 from orchestrion.musika.train import build_modules
 
 runner = CliRunner()
-
-
-def _ok(*args: object) -> str:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result.output
-
-
-def _fails(capsys, *args: object) -> str:
-    """Run the real entry point: exit code 2, one clean line; returns stderr on one line."""
-    old = sys.argv
-    sys.argv = ["orchestrion", *map(str, args)]
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            main()
-    finally:
-        sys.argv = old
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2, err
-    assert "error:" in err and "Traceback" not in err
-    return " ".join(err.split())
 
 
 @pytest.fixture(scope="module")
@@ -73,13 +52,13 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def test_encode_names_never_collide_and_decode_keeps_them(model, tmp_path: Path) -> None:
     music = tmp_path / "music"
     _music(music, ["song.wav", "song.flac", "a/b.wav", "a__b.wav"])
-    output = _ok("musika", "encode", music, "--model", model, "--out", tmp_path / "latents")
+    output = run_ok("musika", "encode", music, "--model", model, "--out", tmp_path / "latents")
     assert "4 latent file(s) written" in output
     index = json.loads((tmp_path / "latents" / "index.json").read_text())
     files = [entry["file"] for entry in index["files"]]
     assert files == ["a/b.wav.safetensors", "a__b.wav.safetensors", "song.flac.safetensors", "song.wav.safetensors"]
     assert [entry["source"] for entry in index["files"]] == ["a/b.wav", "a__b.wav", "song.flac", "song.wav"]
-    _ok("musika", "decode", tmp_path / "latents", "--model", model, "--out", tmp_path / "decoded")
+    run_ok("musika", "decode", tmp_path / "latents", "--model", model, "--out", tmp_path / "decoded")
     decoded = sorted(p.relative_to(tmp_path / "decoded").as_posix() for p in (tmp_path / "decoded").rglob("*.wav"))
     assert decoded == ["a/b.wav", "a__b.wav", "song.flac.wav", "song.wav"]
     assert sf.info(tmp_path / "decoded" / "song.flac.wav").frames == 22050
@@ -106,13 +85,13 @@ def test_encode_skips_bad_files_reports_them_and_indexes_the_rest(model, tmp_pat
     ]  # fmt: skip
     (music / "garbage.wav").unlink()
     (music / "empty.flac").unlink()
-    _ok("musika", "encode", music, "--model", model, "--out", out, "--overwrite")
+    run_ok("musika", "encode", music, "--model", model, "--out", out, "--overwrite")
     assert not (out / "report.jsonl").exists(), "a report of the earlier run would no longer be true"
 
     only_bad = tmp_path / "only_bad"
     only_bad.mkdir()
     (only_bad / "garbage.wav").write_bytes(b"not audio")
-    message = _fails(capsys, "musika", "encode", only_bad, "--model", model, "--out", tmp_path / "none")
+    message = run_fails(capsys, "musika", "encode", only_bad, "--model", model, "--out", tmp_path / "none")
     assert "no usable audio" in message and "garbage.wav" in message
     assert not list((tmp_path / "none").glob("*.safetensors")) and not (tmp_path / "none" / "index.json").exists()
 
@@ -120,40 +99,44 @@ def test_encode_skips_bad_files_reports_them_and_indexes_the_rest(model, tmp_pat
 def test_outputs_are_never_inputs_and_replaced_only_with_overwrite(model, tmp_path: Path, capsys) -> None:
     [song] = _music(tmp_path / "music", ["song.wav"])
     original = song.read_bytes()
-    assert "is also the input" in _fails(capsys, "musika", "reconstruct", song, song, "--model", model)
-    assert "is also the input" in _fails(capsys, "musika", "reconstruct", song, song, "--model", model, "--overwrite")
+    assert "is also the input" in run_fails(capsys, "musika", "reconstruct", song, song, "--model", model)
+    assert "is also the input" in run_fails(
+        capsys, "musika", "reconstruct", song, song, "--model", model, "--overwrite"
+    )
     assert song.read_bytes() == original
 
     rec = tmp_path / "rec.wav"
-    _ok("musika", "reconstruct", song, rec, "--model", model)
+    run_ok("musika", "reconstruct", song, rec, "--model", model)
     first = rec.read_bytes()
-    assert "rec.wav: exists; pass --overwrite" in _fails(capsys, "musika", "reconstruct", song, rec, "--model", model)
+    assert "rec.wav: exists; pass --overwrite" in run_fails(
+        capsys, "musika", "reconstruct", song, rec, "--model", model
+    )
     rec.write_bytes(b"user's own file")
-    assert "exists" in _fails(capsys, "musika", "reconstruct", song, rec, "--model", model)
+    assert "exists" in run_fails(capsys, "musika", "reconstruct", song, rec, "--model", model)
     assert rec.read_bytes() == b"user's own file"
-    _ok("musika", "reconstruct", song, rec, "--model", model, "--overwrite")
+    run_ok("musika", "reconstruct", song, rec, "--model", model, "--overwrite")
     assert rec.read_bytes() == first
-    assert "is a folder" in _fails(capsys, "musika", "reconstruct", song, tmp_path, "--model", model)
-    assert "cannot write '.mp3' audio files" in _fails(
+    assert "is a folder" in run_fails(capsys, "musika", "reconstruct", song, tmp_path, "--model", model)
+    assert "cannot write '.mp3' audio files" in run_fails(
         capsys, "musika", "reconstruct", song, tmp_path / "x.mp3", "--model", model
     )
 
     latents = tmp_path / "latents"
-    _ok("musika", "encode", song, "--model", model, "--out", latents)
+    run_ok("musika", "encode", song, "--model", model, "--out", latents)
     before = _snapshot(latents)
-    assert "song.wav.safetensors: exist; pass --overwrite" in _fails(
+    assert "song.wav.safetensors: exist; pass --overwrite" in run_fails(
         capsys, "musika", "encode", song, "--model", model, "--out", latents
     )
     assert _snapshot(latents) == before
-    _ok("musika", "encode", song, "--model", model, "--out", latents, "--overwrite")
+    run_ok("musika", "encode", song, "--model", model, "--out", latents, "--overwrite")
 
     decoded = tmp_path / "decoded"
-    _ok("musika", "decode", latents, "--model", model, "--out", decoded)
+    run_ok("musika", "decode", latents, "--model", model, "--out", decoded)
     (decoded / "song.wav").write_bytes(b"edited by the user")
-    assert "song.wav: exist; pass --overwrite" in _fails(capsys, "musika", "decode", latents, "--model", model,
+    assert "song.wav: exist; pass --overwrite" in run_fails(capsys, "musika", "decode", latents, "--model", model,
                                                          "--out", decoded)  # fmt: skip
     assert (decoded / "song.wav").read_bytes() == b"edited by the user"
-    _ok("musika", "decode", latents, "--model", model, "--out", decoded, "--overwrite")
+    run_ok("musika", "decode", latents, "--model", model, "--out", decoded, "--overwrite")
     assert sf.info(decoded / "song.wav").frames == 22050
 
 
@@ -163,19 +146,19 @@ def test_reconstruct_and_decode_say_which_checkpoint_they_use(model, tmp_path: P
     assert result.exit_code == 0
     used = f"using model {model / 'checkpoints' / 'step_00000007'} (level 1, phase 2, step 7)"
     assert used in result.output
-    _ok("musika", "encode", song, "--model", model, "--out", tmp_path / "latents")
-    assert used in _ok("musika", "decode", tmp_path / "latents", "--model", model, "--out", tmp_path / "decoded")
+    run_ok("musika", "encode", song, "--model", model, "--out", tmp_path / "latents")
+    assert used in run_ok("musika", "decode", tmp_path / "latents", "--model", model, "--out", tmp_path / "decoded")
 
 
 def test_unknown_or_missing_devices_are_one_clear_line(model, tmp_path: Path, capsys) -> None:
     [song] = _music(tmp_path / "music", ["song.wav"])
-    message = _fails(capsys, "musika", "reconstruct", song, tmp_path / "r.wav", "--model", model, "--device", "tpu")
+    message = run_fails(capsys, "musika", "reconstruct", song, tmp_path / "r.wav", "--model", model, "--device", "tpu")
     assert "--device 'tpu': unknown device; choose auto" in message
     if not torch.cuda.is_available():
-        message = _fails(capsys, "musika", "encode", song, "--model", model, "--out", tmp_path / "l",
+        message = run_fails(capsys, "musika", "encode", song, "--model", model, "--out", tmp_path / "l",
                          "--device", "cuda")  # fmt: skip
         assert "sees no CUDA GPU; use --device cpu or auto" in message
-        message = _fails(capsys, "musika", "train-ae", tmp_path / "music", "--out", tmp_path / "run", "--preset",
+        message = run_fails(capsys, "musika", "train-ae", tmp_path / "music", "--out", tmp_path / "run", "--preset",
                          "debug", "--steps", "1", "--workers", "0", "--device", "cuda:1")  # fmt: skip
         assert "sees no CUDA GPU" in message
         assert not (tmp_path / "run" / "checkpoints").exists()
@@ -189,13 +172,13 @@ def test_evaluate_checks_its_json_first_skips_bad_files_and_calls_silent_si_sdr_
     save_audio(music / "silence.wav", np.zeros((1, 22050), np.float32))
     (music / "broken.flac").write_bytes(b"fLaC but nothing else")
     # the --json check comes before the (long) evaluation: a wrong model path is not even looked at
-    assert "is a folder" in _fails(capsys, "evaluate", "reconstruction", music, "--model", tmp_path / "no-model",
+    assert "is a folder" in run_fails(capsys, "evaluate", "reconstruction", music, "--model", tmp_path / "no-model",
                                    "--json", tmp_path)  # fmt: skip
     (tmp_path / "old.json").write_text("{}")
-    assert "old.json: exists; pass --overwrite" in _fails(
+    assert "old.json: exists; pass --overwrite" in run_fails(
         capsys, "evaluate", "reconstruction", music, "--model", tmp_path / "no-model", "--json", tmp_path / "old.json"
     )
-    output = _ok("evaluate", "reconstruction", music, "--model", model, "--json", tmp_path / "out" / "eval.json")
+    output = run_ok("evaluate", "reconstruction", music, "--model", model, "--json", tmp_path / "out" / "eval.json")
     assert "undefined" in output and "SI-SDR is undefined for a silent reference" in output
     report = json.loads((tmp_path / "out" / "eval.json").read_text())
     rows = {row["file"]: row for row in report["files"]}
@@ -223,7 +206,7 @@ def test_train_ae_skips_unreadable_files_and_fails_when_none_is_left(tmp_path: P
     assert all(r["reason"] and not r["reason"].startswith(r["file"]) for r in report)
 
     (music / "a.wav").unlink()
-    message = _fails(capsys, "musika", "train-ae", music, "--out", tmp_path / "run2", "--preset", "debug",
+    message = run_fails(capsys, "musika", "train-ae", music, "--out", tmp_path / "run2", "--preset", "debug",
                      "--steps", "1", "--workers", "0")  # fmt: skip
     assert "no usable training audio" in message and "bad.wav" in message
 
@@ -231,13 +214,13 @@ def test_train_ae_skips_unreadable_files_and_fails_when_none_is_left(tmp_path: P
 def test_render_checks_rate_and_output_before_rendering(tmp_path: Path, capsys) -> None:
     midi = _midi(tmp_path / "a.mid")
     for rate in ("1", "7999", "192001", "10000000"):
-        assert "out of range (8000 to 192000 Hz)" in _fails(capsys, "render", midi, tmp_path / "a.wav", "-r", rate)
+        assert "out of range (8000 to 192000 Hz)" in run_fails(capsys, "render", midi, tmp_path / "a.wav", "-r", rate)
     assert not (tmp_path / "a.wav").exists()
-    assert "is also the input" in _fails(capsys, "render", midi, midi, "--overwrite")
-    _ok("render", midi, tmp_path / "a.wav", "-r", "8000")
+    assert "is also the input" in run_fails(capsys, "render", midi, midi, "--overwrite")
+    run_ok("render", midi, tmp_path / "a.wav", "-r", "8000")
     assert sf.info(tmp_path / "a.wav").samplerate == 8000
-    assert "a.wav: exists; pass --overwrite" in _fails(capsys, "render", midi, tmp_path / "a.wav")
-    _ok("render", midi, tmp_path / "a.wav", "-r", "192000", "--overwrite")
+    assert "a.wav: exists; pass --overwrite" in run_fails(capsys, "render", midi, tmp_path / "a.wav")
+    run_ok("render", midi, tmp_path / "a.wav", "-r", "192000", "--overwrite")
     assert sf.info(tmp_path / "a.wav").samplerate == 192000
 
 
@@ -257,17 +240,17 @@ def test_failed_file_operations_are_one_line_naming_the_path(model, tmp_path: Pa
 
     midi = _midi(tmp_path / "a.mid")
     (tmp_path / "file.txt").write_text("a file, not a folder")
-    message = _fails(capsys, "render", midi, tmp_path / "file.txt" / "out.wav")
+    message = run_fails(capsys, "render", midi, tmp_path / "file.txt" / "out.wav")
     assert str(tmp_path / "file.txt") in message and ("Not a directory" in message or "File exists" in message)
 
     def disk_full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("orchestrion.fileio.os.fsync", disk_full)
-    message = _fails(capsys, "render", midi, tmp_path / "full.wav")
+    message = run_fails(capsys, "render", midi, tmp_path / "full.wav")
     assert f"{tmp_path / 'full.wav'}: No space left on device (the disk is full" in message
     [song] = _music(tmp_path / "music", ["song.wav"])
-    message = _fails(capsys, "musika", "reconstruct", song, tmp_path / "rec.wav", "--model", model)
+    message = run_fails(capsys, "musika", "reconstruct", song, tmp_path / "rec.wav", "--model", model)
     assert f"{tmp_path / 'rec.wav'}: No space left on device" in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mid", "file.txt", "music"], "no temporary left behind"
 
@@ -279,7 +262,7 @@ def test_a_read_only_output_folder_is_one_line(tmp_path: Path, capsys) -> None:
     locked.mkdir()
     locked.chmod(0o555)
     try:
-        message = _fails(capsys, "render", midi, locked / "out.wav")
+        message = run_fails(capsys, "render", midi, locked / "out.wav")
     finally:
         locked.chmod(0o755)
     assert str(locked) in message and "Permission denied" in message
@@ -329,7 +312,7 @@ def test_an_output_folder_that_is_a_file_is_refused_before_the_work(model, tmp_p
     [song] = _music(tmp_path / "music", ["song.wav"])
     taken = tmp_path / "taken.wav"
     taken.write_bytes(b"a file")
-    assert f"{taken}: is a file; --out takes a folder" in _fails(
+    assert f"{taken}: is a file; --out takes a folder" in run_fails(
         capsys, "musika", "encode", song, "--model", tmp_path / "no-model", "--out", taken
     )
     assert taken.read_bytes() == b"a file"

@@ -38,7 +38,7 @@ NumPy arrays, so it needs a full pickle load: do this only with a copy you trust
 
     import torch
     from safetensors.torch import save_file
-    state = torch.load("vggish-10086976.pth", map_location="cpu")
+    state = torch.load("vggish-10086976.pth", map_location="cpu", weights_only=True)
     pca = torch.load("vggish_pca_params-970ea276.pth", map_location="cpu", weights_only=False)
     state["pca_eigen_vectors"] = torch.as_tensor(pca["pca_eigen_vectors"]).float()
     state["pca_means"] = torch.as_tensor(pca["pca_means"]).float().reshape(-1)

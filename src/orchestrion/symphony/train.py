@@ -15,7 +15,7 @@
 * At every checkpoint the main process evaluates the validation pieces (bits per field over every
   row, each scored once; instrument accuracy = argmax of the instrument logits averaged over each
   track's notes vs its true program), appends the numbers to ``metrics.jsonl`` (keys ``valid_*``)
-  and writes a short sampled preview to ``samples/step_XXXXXXXX.mid`` + ``.png``.
+  and writes a short sampled preview to ``samples/step_NNNNNNNN.mid`` + ``.png``.
 
 Run directory: ``checkpoints/`` (weights + :class:`SymphonyTrainingConfig`), ``split.json`` (the
 seeded train/valid/test split with piece sources), ``music_bpe.json`` (copy of the dataset's merges,

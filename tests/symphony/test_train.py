@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from torch import nn
 from typer.testing import CliRunner
 
-from orchestrion.checkpoint import checkpoint_step_dirs, save_checkpoint
+from orchestrion.checkpoint import checkpoint_step_dirs, load_checkpoint, save_checkpoint
 from orchestrion.cli import app
 from orchestrion.errors import CheckpointError, ConfigError, DataError
 from orchestrion.musika.config import Level1Config
@@ -124,6 +124,13 @@ def test_resume_is_bit_exact_and_validation_is_logged(demo_tokens, tmp_path):
 
     with pytest.raises(ConfigError, match="learning_rate"):
         train_symphony(demo_tokens, run, resume=True, learning_rate=1.0, progress=False)
+    extended = tmp_path / "extended"  # a finished run trains further when --steps asks for more
+    shutil.copytree(run, extended)
+    with pytest.warns(UserWarning, match="decays to 0 at step 8 instead of 6"):
+        kept = {k: v for k, v in args.items() if k not in ("preset", "steps")}
+        train_symphony(demo_tokens, extended, resume=True, steps=8, **kept)
+    assert [r["step"] for r in records(extended) if "loss" in r] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert load_checkpoint(extended).config.total_steps == 8
 
     # the held-out pieces the split recorded, through the evaluation command
     test = evaluate_run(run, split="test")

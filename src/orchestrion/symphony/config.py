@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 from orchestrion.config import register_config
 from orchestrion.errors import ConfigError
@@ -111,8 +112,11 @@ _TRAINING_PRESETS: dict[str, dict] = {
 class SymphonyTrainingConfig:
     """Everything that defines a SymphonyNet training run: the model plus the §5 recipe.
 
-    Saved in every checkpoint of the run; ``--resume`` continues with exactly these values.
+    Saved in every checkpoint of the run; ``--resume`` continues with exactly these values, except
+    ``total_steps``, which ``--steps`` may move to train a run further.
     """
+
+    RESUME_MAY_CHANGE: ClassVar[tuple[str, ...]] = ("total_steps",)
 
     model: SymphonyConfig = SymphonyConfig()
     learning_rate: float = 3e-4  # peak, reached linearly from 0 over warmup_steps

@@ -29,6 +29,7 @@ import dataclasses
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -223,7 +224,8 @@ def train_symphony(
     ``learning_rate`` (peak), ``window``, ``dropout``, ``valid_fraction`` and ``split_seed`` override it for a new run.
     ``micro_batch``: windows per forward pass and process (default: the whole share of the
     process; lower it to fit memory, the recipe does not change). With ``resume`` the run in
-    ``run_dir`` continues with its stored config; overrides that would change it are refused.
+    ``run_dir`` continues with its stored config; overrides that would change it are refused, except
+    ``steps``, which moves the end of the learning-rate schedule (to train a finished run further).
     """
     from orchestrion.symbolic.music_bpe import MusicBPE
 
@@ -242,11 +244,17 @@ def train_symphony(
         if not isinstance(ckpt.config, SymphonyTrainingConfig):
             raise CheckpointError(f"{run_dir}: holds a {ckpt.kind!r} run, not a SymphonyNet run")
         config = ckpt.config
+        total_steps = overrides.pop("total_steps", config.total_steps)
         changed = {k: v for k, v in {**overrides, **model_overrides}.items()
                    if v != getattr(config.model if k in model_overrides else config, k)}
         if changed:
             raise ConfigError(f"{run_dir}: the run was started with other settings; --resume keeps them "
                               f"(remove {', '.join(sorted(changed))} or train into a new --out)")
+        if total_steps != config.total_steps:
+            # --steps on resume moves the end of the schedule: the rate stays a pure function of the step
+            warnings.warn(f"{run_dir}: the learning rate now decays to 0 at step {total_steps} instead of "
+                          f"{config.total_steps}", stacklevel=2)
+            config = dataclasses.replace(config, total_steps=total_steps)
         split = _check_resumable(run_dir, dataset, config)
     else:
         config, split = _new_config(dataset, preset, overrides, model_overrides)

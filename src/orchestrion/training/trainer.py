@@ -161,6 +161,15 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def _resume_identity(config: Any) -> dict[str, Any]:
+    """The fields a resumed run must share with its checkpoint: all but those the config class lists in
+    ``RESUME_MAY_CHANGE`` (e.g. the step where a schedule ends, so a finished run can train further)."""
+    values = config_to_dict(config)
+    for name in getattr(type(config), "RESUME_MAY_CHANGE", ()):
+        values.pop(name, None)
+    return values
+
+
 class StepContext:
     """What a step function may use: modules, optimisation, autocast, step and rank."""
 
@@ -405,7 +414,7 @@ class Trainer:
         if latest is None:
             return False
         ckpt = load_checkpoint(latest[1])
-        if config_to_dict(ckpt.config) != config_to_dict(self.model_config) or type(ckpt.config) is not type(
+        if _resume_identity(ckpt.config) != _resume_identity(self.model_config) or type(ckpt.config) is not type(
             self.model_config
         ):
             raise CheckpointError(

@@ -255,7 +255,7 @@ def test_torchrun_two_ranks_train_with_the_global_batch(trained, tmp_path: Path)
     load_latent_gan(tmp_path / "ddp")
     result = torchrun(tmp_path / "odd", 7)
     assert result.returncode != 0
-    assert "--batch-size 7 is not divisible by the 2 training processes" in result.stderr
+    assert "the global batch size 7 is not a multiple of the 2 training processes" in result.stderr
 
 
 @pytest.mark.slow

@@ -173,3 +173,16 @@ def test_torchrun_two_ranks_identical_weights_and_rank0_writes(tmp_path):
     ddp_w, single_w = final_weights(run_dir), final_weights(single)
     for key in single_w:
         torch.testing.assert_close(ddp_w[key], single_w[key], rtol=1e-4, atol=1e-5)
+
+
+def test_batch_size_is_the_global_batch_shared_by_the_processes(monkeypatch) -> None:
+    from orchestrion.errors import ConfigError
+    from orchestrion.training import per_process_batch
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert per_process_batch(8) == 8
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert per_process_batch(8) == 2
+    for bad in (6, 2):
+        with pytest.raises(ConfigError, match=f"global batch size {bad} is not a multiple of the 4 training processes"):
+            per_process_batch(bad)

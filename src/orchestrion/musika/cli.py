@@ -50,7 +50,9 @@ def train_ae(
     ),
     init: Path | None = typer.Option(None, "--init", help="Phase 2: the phase-1 run to start from."),
     level1: Path | None = typer.Option(None, "--level1", help="Level 2: the finished level-1 (phase-2) run."),
-    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Override the preset's batch size."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help="Global batch size, split over DDP processes (default: the preset's)."
+    ),
     workers: int = typer.Option(2, "--workers", min=0, help="DataLoader worker processes."),
     checkpoint_every: int = typer.Option(1000, "--checkpoint-every", min=1, help="Steps between checkpoints."),
     seed: int = typer.Option(0, "--seed", help="Seed of weights and data order."),

@@ -313,7 +313,7 @@ def train_autoencoder(
     docstring for ``init``, ``level1`` and ``resume``.
     """
     from orchestrion.musika.data import DEFAULT_CACHE_BYTES, AudioCropDataset
-    from orchestrion.training import Trainer, TrainerConfig
+    from orchestrion.training import Trainer, TrainerConfig, per_process_batch
 
     if level not in (1, 2) or phase not in (1, 2):
         raise ConfigError(f"--level and --phase must be 1 or 2, got level {level}, phase {phase}")
@@ -339,7 +339,7 @@ def train_autoencoder(
     )
     trainer_config = TrainerConfig(
         max_steps=steps if steps is not None else default_steps(config.preset, config.level, config.phase),
-        batch_size=batch_size or config.batch_size,
+        batch_size=per_process_batch(batch_size or config.batch_size),  # --batch-size is the global batch
         num_workers=workers,
         checkpoint_every=checkpoint_every,
         log_every=log_every,

@@ -20,7 +20,6 @@ previews draw from their own random streams, so they leave training (and resume)
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ import torch
 from torch import nn
 
 from orchestrion.checkpoint import checkpoint_step_dirs, load_checkpoint
-from orchestrion.errors import CheckpointError, ConfigError, DataError
+from orchestrion.errors import CheckpointError, DataError
 from orchestrion.musika.coordinates import LatentCoordinateGrid, append_conditions
 from orchestrion.musika.latent_gan import (
     LatentCritic,
@@ -268,7 +267,7 @@ def train_latent_gan(
     ``"reference"``). With ``resume`` the run continues with the config stored in ``run_dir``.
     """
     from orchestrion.musika.latent_data import LatentChunkDataset, read_manifest
-    from orchestrion.training import Trainer, TrainerConfig
+    from orchestrion.training import Trainer, TrainerConfig, per_process_batch
 
     latent_dir, run_dir = Path(latent_dir), Path(run_dir)
     manifest = read_manifest(latent_dir)
@@ -285,10 +284,8 @@ def train_latent_gan(
         if gradient_penalty is not None:
             overrides["gradient_penalty"] = gradient_penalty
         run, trained = _fresh_run(manifest, latent_dir, autoencoder, preset, tuple(conditions), overrides)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
     global_batch = batch_size or run.gan.batch_size
-    if global_batch % world:
-        raise ConfigError(f"--batch-size {global_batch} is not divisible by the {world} training processes")
+    share = per_process_batch(global_batch)
     dataset = LatentChunkDataset(
         latent_dir, run.gan.latlen, run.gan.conditions, autoencoder_digest=run.autoencoder_digest
     )
@@ -309,7 +306,7 @@ def train_latent_gan(
         dataset=dataset,
         config=TrainerConfig(
             max_steps=steps if steps is not None else DEFAULT_STEPS,
-            batch_size=global_batch // world,
+            batch_size=share,
             num_workers=workers,
             checkpoint_every=checkpoint_every,
             log_every=log_every,

@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -53,7 +52,7 @@ from orchestrion.symphony.data import (
 from orchestrion.symphony.metrics import evaluate, field_nll
 from orchestrion.symphony.model import SymphonyModel
 from orchestrion.symphony.models import BPE_FILE, MODEL_MODULE, SPLIT_FILE
-from orchestrion.training import Trainer, TrainerConfig
+from orchestrion.training import Trainer, TrainerConfig, per_process_batch, world_size
 from orchestrion.training.trainer import METRICS_FILE
 
 SAMPLES_SUBDIR = "samples"
@@ -262,14 +261,11 @@ def train_symphony(
         if dataset.bpe is not None:
             dataset.bpe.save(run_dir / BPE_FILE)
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    share, rest = divmod(config.batch_size, world)
-    if rest or share == 0:
-        raise ConfigError(f"the global batch size {config.batch_size} is not a multiple of {world} processes")
+    share = per_process_batch(config.batch_size)
     micro = micro_batch or share
     if micro < 1 or share % micro:
         raise ConfigError(f"--micro-batch {micro} must divide the per-process batch {share} "
-                          f"(global {config.batch_size} over {world} processes)")
+                          f"(global {config.batch_size} over {world_size()} processes)")
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # fresh weights are a function of the seed alone

@@ -161,6 +161,24 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def world_size() -> int:
+    """Number of training processes: ``WORLD_SIZE`` under torchrun, else 1."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def per_process_batch(global_batch: int) -> int:
+    """The share of one process when ``global_batch`` samples per step are split over :func:`world_size`.
+
+    ``--batch-size`` means the global batch in every recipe, so a run on 1 or K processes trains the same
+    recipe; a batch the processes cannot share evenly is a :class:`ConfigError`.
+    """
+    world = world_size()
+    share, rest = divmod(global_batch, world)
+    if rest or share == 0:
+        raise ConfigError(f"the global batch size {global_batch} is not a multiple of the {world} training processes")
+    return share
+
+
 def _resume_identity(config: Any) -> dict[str, Any]:
     """The fields a resumed run must share with its checkpoint: all but those the config class lists in
     ``RESUME_MAY_CHANGE`` (e.g. the step where a schedule ends, so a finished run can train further)."""

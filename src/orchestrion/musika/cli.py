@@ -330,12 +330,13 @@ def generate(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from orchestrion.fileio import check_output_path
-    from orchestrion.musika.generate import generate_to_file
+    from orchestrion.musika.generate import conditioning_curves, generate_to_file
     from orchestrion.musika.inference import resolve_device
     from orchestrion.musika.models import load_latent_gan
 
     check_output_path(out, overwrite=overwrite, inputs=[model])
     gan = load_latent_gan(model, resolve_device(device))
+    conditioning_curves(gan, note_density, tempo)  # bad values or CSV files fail before the progress bar shows
     columns = (TextColumn("[bold]generate"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
                TimeRemainingColumn())
     with Progress(*columns) as bar:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from cli_support import run_fails
 from orchestrion.audio.io import save_audio
 from orchestrion.checkpoint import save_checkpoint
 from orchestrion.errors import ConfigError, OrchestrionError
@@ -125,20 +125,6 @@ def test_missing_or_empty_folders_are_refused(setup, tmp_path) -> None:
         evaluate_autoencoder(tmp_path, setup["phase2"], progress=False)
 
 
-def _exit_2(capsys, *args) -> str:
-    from orchestrion.cli import main
-
-    old = sys.argv
-    sys.argv = ["orchestrion", *map(str, args)]
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            main()
-    finally:
-        sys.argv = old
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return " ".join(err.split())
 
 
 def test_cli_prints_the_table_writes_json_and_refuses_clearly(setup, capsys) -> None:
@@ -153,6 +139,8 @@ def test_cli_prints_the_table_writes_json_and_refuses_clearly(setup, capsys) -> 
     written = json.loads(out_json.read_text())
     assert written["systems"][0] == MODEL_ORACLE_PHASE and written["files"][0]["file"] == "chorale.wav"
     assert written["mean"][RANDOM_PHASE]["si_sdr_db"] is None
-    assert "exists; pass --overwrite" in _exit_2(capsys, *args, "--json", out_json)
-    refused = _exit_2(capsys, "evaluate", "reconstruction", setup["data"], "--model", setup["phase2"], "--oracle-phase")
+    assert "exists; pass --overwrite" in run_fails(capsys, *args, "--json", out_json)
+    refused = run_fails(
+        capsys, "evaluate", "reconstruction", setup["data"], "--model", setup["phase2"], "--oracle-phase"
+    )
     assert "decodes its own phase, so its audio is scored as it is" in refused

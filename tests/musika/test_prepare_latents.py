@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from train_support import melody, write_rendered_excerpt
 from typer.testing import CliRunner
 
+from cli_support import run_fails
 from orchestrion.audio.io import load_audio, save_audio
 from orchestrion.cli import app
 from orchestrion.errors import DataError, OrchestrionError
@@ -220,21 +221,8 @@ def test_overwrite_removes_only_what_prepare_latents_wrote(tmp_path):
 
 
 def test_cli_errors_are_one_line_with_exit_code_2(setup, tmp_path, capsys):
-    import sys
-
-    from orchestrion.cli import main
-
-    def fails(*args: str) -> str:
-        old, sys.argv = sys.argv, ["orchestrion", "musika", "prepare-latents", *map(str, args)]
-        try:
-            with pytest.raises(SystemExit) as exit_info:
-                main()
-        finally:
-            sys.argv = old
-        assert exit_info.value.code == 2
-        err = capsys.readouterr().err
-        assert "Traceback" not in err
-        return " ".join(err.split())
+    def fails(*args: object) -> str:
+        return run_fails(capsys, "musika", "prepare-latents", *args)
 
     assert "does not exist" in fails(tmp_path / "nowhere", "--model", setup["root"] / "l2", "--out", tmp_path / "o")
     assert "holds finished latent chunks; pass --overwrite" in fails(

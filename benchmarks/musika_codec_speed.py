@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import torch
@@ -38,21 +37,13 @@ from orchestrion.musika.codec import decode_latents, encode_audio, fuse_for_infe
 from orchestrion.musika.config import Level1Config, Level2Config
 from orchestrion.musika.fast import FastDecoder
 from orchestrion.musika.layers import configure_noise
+from orchestrion.system import cpu_description
 
 REFERENCE = (
     "reference (TF 2.15): ~119 s stereo decoded in ~1.8 s (L2 dec 0.47 s, L1 dec 1.07 s, iSTFT 0.28 s) = ~65x"
 )
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def timed(fn, repeats: int) -> tuple[tuple[float, float], object]:
@@ -164,7 +155,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"CPU: {cpu_model()}  ({os.cpu_count()} logical cores, load average {load:.2f})")
+    print(f"CPU: {cpu_description()[0]}  ({os.cpu_count()} logical cores, load average {load:.2f})")
     print(f"torch {torch.__version__}, threads: {torch.get_num_threads()}")
     print(REFERENCE)
     for preset in args.presets:

@@ -34,24 +34,12 @@ from orchestrion.musika.generate import MusikaStream, generate
 from orchestrion.musika.inference import latent_digest
 from orchestrion.musika.latent_gan import LatentGANConfig, LatentGANRunConfig, LatentGenerator
 from orchestrion.musika.models import TrainedAutoencoder, TrainedLatentGAN
+from orchestrion.system import cpu_description
 
 REFERENCE = "reference (TF 2.15, 2 threads, these machines): 47-60x end to end; paper: 40x on 16 cores"
 ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
 
 
-def cpu_description() -> tuple[str, list[str]]:
-    """The CPU model name and which of the matrix-relevant ISA flags it has."""
-    name, flags = "unknown", set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name") and name == "unknown":
-                    name = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return name, [flag for flag in ISA_FLAGS if flag in flags]
 
 
 def random_model(preset: str) -> TrainedLatentGAN:
@@ -105,7 +93,7 @@ def main() -> None:
     parser.add_argument("--presets", default="techno,piano")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    name, flags = cpu_description()
+    name, flags = cpu_description(ISA_FLAGS)
     print(f"CPU: {name}; ISA: {', '.join(flags) or 'none of ' + ', '.join(ISA_FLAGS)}")
     print(f"torch {torch.__version__}, {args.threads} threads, oneDNN {torch.backends.mkldnn.is_available()}; "
           f"load average {os.getloadavg()[0]:.2f} (other processes inflate wall times; cpu/threads does not)")

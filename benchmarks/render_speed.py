@@ -23,16 +23,6 @@ from pathlib import Path
 import numpy as np
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def best_time(run: Callable[[], np.ndarray], repeats: int) -> tuple[float, np.ndarray]:
     times, audio = [], None
     for _ in range(repeats):
@@ -54,6 +44,7 @@ def main() -> None:
 
     from orchestrion.audio.render import render_midi
     from orchestrion.corpora import export_corpus
+    from orchestrion.system import cpu_description
 
     sample_rate = 22050
     with tempfile.TemporaryDirectory() as folder:
@@ -61,7 +52,7 @@ def main() -> None:
         paths += export_corpus("bach-chorales", Path(folder) / "chorales", limit=args.chorales)
         paths += export_corpus("string-quartets", Path(folder) / "quartets", limit=args.quartets)
 
-        print(f"CPU: {cpu_model()}; {os.cpu_count()} logical CPUs; torch threads {torch.get_num_threads()}")
+        print(f"CPU: {cpu_description()[0]}; {os.cpu_count()} logical CPUs; torch threads {torch.get_num_threads()}")
         print(f"python {platform.python_version()}, numpy {np.__version__}, pretty_midi {pretty_midi.__version__}")
         print(f"sample rate {sample_rate} Hz, best of {args.repeats}\n")
         header = f"{'piece':<34}{'audio s':>9}{'tinysoundfont xRT':>19}{'pretty_midi sine xRT':>22}{'ratio':>8}"

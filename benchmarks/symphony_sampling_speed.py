@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
@@ -29,17 +28,7 @@ from torch import nn
 
 from orchestrion.symphony.config import SymphonyConfig
 from orchestrion.symphony.model import SymphonyModel, SymphonyState
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from orchestrion.system import cpu_description
 
 
 class SoftmaxBlock(nn.Module):
@@ -106,7 +95,7 @@ def main() -> None:
     config = SymphonyConfig(event_vocab_size=527 + args.merges)
     linear = SymphonyModel(config).eval()
     softmax = SoftmaxLM(config).eval()
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} with {args.threads} threads")
+    print(f"CPU: {cpu_description()[0]}, {os.cpu_count()} cores, torch {torch.__version__} with {args.threads} threads")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     n_softmax = sum(p.numel() for p in softmax.parameters())
     print(f"full config: d {config.d_model}, {config.n_heads} heads, {config.n_layers} layers, FFN {config.d_ff}; "

@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterable
 from pathlib import Path
 
 from orchestrion import __version__
 from orchestrion.errors import OrchestrionError
 
 BUNDLED_MODELS_DIR = Path(__file__).parent / "models"
+
+
+def cpu_description(flags_of_interest: Iterable[str] = ()) -> tuple[str, list[str]]:
+    """The CPU's model name and which of ``flags_of_interest`` (e.g. ``avx512_bf16``, ``amx_tile``) it has.
+
+    Benchmarks print both: the same code runs at very different speeds on the machines we use.
+    """
+    name, flags = "", set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name") and not name:
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass  # not Linux: fall back to what the platform module knows
+    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    return name, [flag for flag in flags_of_interest if flag in flags]
 
 
 def system_info() -> dict[str, str]:
@@ -26,6 +46,7 @@ def system_info() -> dict[str, str]:
         "orchestrion": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "cpu": cpu_description()[0],
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "torch threads": str(torch.get_num_threads()),

@@ -228,8 +228,8 @@ def evaluate_autoencoder(
     from rich.progress import Progress
 
     from orchestrion.audio.io import collect_audio_files, load_audio
+    from orchestrion.device import resolve_device
     from orchestrion.fileio import SkipReport
-    from orchestrion.musika.inference import resolve_device
     from orchestrion.musika.models import load_autoencoder
 
     reference_dir = Path(reference_dir)

@@ -329,9 +329,9 @@ def generate(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from orchestrion.device import resolve_device
     from orchestrion.fileio import check_output_path
     from orchestrion.musika.generate import conditioning_curves, generate_to_file
-    from orchestrion.musika.inference import resolve_device
     from orchestrion.musika.models import load_latent_gan
 
     check_output_path(out, overwrite=overwrite, inputs=[model])
@@ -383,8 +383,8 @@ def stream(
     """
     import sys
 
+    from orchestrion.device import resolve_device
     from orchestrion.musika.generate import MusikaStream, stream_to, stream_to_file
-    from orchestrion.musika.inference import resolve_device
     from orchestrion.musika.models import load_latent_gan
 
     if out != "-":

@@ -269,7 +269,7 @@ class Trainer:
             self.config = config = dataclasses.replace(config, batch_size=items)
 
         self._owns_process_group = False
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.world_size = world_size()
         self.rank = int(os.environ.get("RANK", "0"))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.device = resolve_device(config.device, local_rank)

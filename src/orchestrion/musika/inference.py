@@ -50,7 +50,7 @@ def _fast_options(model: TrainedAutoencoder, precision: str) -> dict:
     return {"fast": on_cpu and torch.backends.mkldnn.is_available(), "precision": precision}
 
 
-def _resampled_memmap(path: Path, folder: Path) -> torch.Tensor:
+def resampled_memmap(path: Path, folder: Path) -> torch.Tensor:
     """``path`` decoded and resampled to 22.05 kHz into a float32 file in ``folder``, mapped as (C, L).
 
     Reading goes chunk by chunk and the encoder slices the map, so hours of audio never sit in
@@ -190,7 +190,7 @@ def encode_files(
     for path, relative, target in zip(files, relatives, targets, strict=True):
         try:
             with tempfile.TemporaryDirectory(dir=out_dir, prefix=".resampled-") as scratch:
-                wave = _resampled_memmap(path, Path(scratch))
+                wave = resampled_memmap(path, Path(scratch))
                 latent_file = encode_to_latent_file(
                     wave, model.level1, model.level2, source=relative.as_posix(), checkpoint=digest
                 )

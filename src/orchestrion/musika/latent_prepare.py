@@ -210,7 +210,7 @@ def _stage_file(
     from orchestrion.audio.spectral import SAMPLE_RATE
     from orchestrion.errors import OrchestrionError
     from orchestrion.musika.codec import PAD, encode_audio
-    from orchestrion.musika.inference import _resampled_memmap
+    from orchestrion.musika.inference import resampled_memmap
 
     hop = model.level2.config.hop
     try:
@@ -218,7 +218,7 @@ def _stage_file(
         if channels > 2:
             return {"source": source, "status": "skipped", "reason": f"{channels} channels (only mono or stereo)"}
         with tempfile.TemporaryDirectory(dir=staging, prefix=".resampled-") as scratch:
-            wave = _resampled_memmap(path, Path(scratch))  # (C, L) at 22.05 kHz, mapped from disk
+            wave = resampled_memmap(path, Path(scratch))  # (C, L) at 22.05 kHz, mapped from disk
             num_samples = wave.shape[-1]
             first, stop = real_frame_range(num_samples, PAD, hop)
             if stop - first < min_frames:

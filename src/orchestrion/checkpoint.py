@@ -32,6 +32,7 @@ import shutil
 import sys
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,54 @@ def save_checkpoint(
     names to modules whose state_dicts are saved under ``"<name>."`` prefixes;
     ``state`` is any nesting of dict/list/tuple/number/str/tensor (training state).
     """
+    weights: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+    for name, module in modules.items():
+        state_dict = module.state_dict()
+        counts[name] = len(state_dict)
+        weights.update({f"{name}.{key}": tensor for key, tensor in state_dict.items()})
+    return _write_checkpoint(ckpt_dir, config=config, weights=weights, module_counts=counts, state=state)
+
+
+def export_checkpoint(
+    source: Checkpoint,
+    out_dir: str | Path,
+    *,
+    modules: Sequence[str],
+    half: Sequence[str] = (),
+    extra_files: dict[str, Path] | None = None,
+    header: dict[str, Any] | None = None,
+) -> Path:
+    """A weights-only copy of ``source`` with only ``modules``, for shipping a trained model.
+
+    Modules named in ``half`` are stored as float16 (they load back into float32 modules);
+    ``extra_files`` (name -> path) are copied in and listed in the manifest, so their checksums
+    are verified with the weights; ``header`` adds informative keys to ``config.json``.
+    """
+    weights: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+    for name in modules:
+        state = source.module_state(name)
+        counts[name] = len(state)
+        for key, tensor in state.items():
+            if name in half and tensor.is_floating_point():
+                tensor = tensor.half()
+            weights[f"{name}.{key}"] = tensor
+    return _write_checkpoint(
+        out_dir, config=source.config, weights=weights, module_counts=counts, extra_files=extra_files, header=header
+    )
+
+
+def _write_checkpoint(
+    ckpt_dir: str | Path,
+    *,
+    config: Any,
+    weights: dict[str, torch.Tensor],
+    module_counts: dict[str, int],
+    state: dict[str, Any] | None = None,
+    extra_files: dict[str, Path] | None = None,
+    header: dict[str, Any] | None = None,
+) -> Path:
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.parent.mkdir(parents=True, exist_ok=True)
     _recover_aside(ckpt_dir)
@@ -169,22 +218,17 @@ def save_checkpoint(
     _remove_stale_temporaries(ckpt_dir.parent, keep=tmp)
     os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it owner-only; colleagues may read checkpoints
     try:
-        weights: dict[str, torch.Tensor] = {}
-        module_keys: dict[str, list[str]] = {}
-        for name, module in modules.items():
-            sd = module.state_dict()
-            module_keys[name] = list(sd)
-            for key, tensor in sd.items():
-                weights[f"{name}.{key}"] = tensor.detach().cpu().contiguous().clone()
-        header = {
+        weights = {key: tensor.detach().cpu().contiguous().clone() for key, tensor in weights.items()}
+        full_header = {
+            **(header or {}),
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "orchestrion_version": __version__,
             "kind": config_kind(config),
             "config": config_to_dict(config),
-            "modules": {name: len(keys) for name, keys in module_keys.items()},
+            "modules": module_counts,
         }
-        (tmp / "config.json").write_text(json.dumps(header, indent=2, sort_keys=True) + "\n")
+        (tmp / "config.json").write_text(json.dumps(full_header, indent=2, sort_keys=True) + "\n")
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": FORMAT})
         files = ["config.json", "model.safetensors"]
         if state is not None:
@@ -193,6 +237,9 @@ def save_checkpoint(
             save_file(state_tensors, str(tmp / "state.safetensors"), metadata={"format": FORMAT})
             (tmp / "state.json").write_text(json.dumps(tree) + "\n")
             files += ["state.safetensors", "state.json"]
+        for name, path in (extra_files or {}).items():
+            shutil.copyfile(path, tmp / name)
+            files.append(name)
         manifest = {
             "files": {name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size} for name in files}
         }

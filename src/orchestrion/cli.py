@@ -10,6 +10,7 @@ import errno
 import importlib
 import sys
 import warnings
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -101,6 +102,38 @@ def inspect(
         count = sum(t.numel() for t in ckpt.module_state(name).values())
         typer.echo(f"module:     {name} ({count:,} values)")
     typer.echo(json.dumps(config_to_dict(ckpt.config), indent=2))
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="A trained run directory or one of its checkpoint directories."),
+    out: Path = typer.Option(..., "--out", help="New folder for the weights-only model."),
+    half: bool = typer.Option(True, "--fp16/--fp32", help="Store decoders, generator and transformer in float16."),
+    card: Path | None = typer.Option(None, "--card", help="A MODEL_CARD.md to ship (checksummed with the weights)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
+) -> None:
+    """Write the inference part of a run (no optimiser state, no critic) as a small checkpoint to share.
+
+    The result loads wherever --model takes a run, and is how the bundled default models are made.
+
+    Examples:
+
+      orchestrion export runs/gan --out my-musika-model
+
+      orchestrion export runs/symphony --out my-symphony-model --fp32 --card MODEL_CARD.md
+    """
+    from orchestrion.pretrained import export_model
+
+    if out.exists():
+        if out.resolve() == run.resolve() or out.resolve() in run.resolve().parents:
+            raise OrchestrionError(f"{out}: holds the run being exported; write the model to another folder")
+        if not (out / "manifest.json").is_file():
+            raise OrchestrionError(f"{out}: exists and is not a model folder; give a new folder")
+        if not overwrite:
+            raise OrchestrionError(f"{out}: exists; pass --overwrite to replace it")
+    written = export_model(run, out, half=half, card=card)
+    size = sum(f.stat().st_size for f in written.iterdir()) / 1e6
+    typer.echo(f"wrote {written} ({size:.1f} MB)")
 
 
 def _mount() -> None:

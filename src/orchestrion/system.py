@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterable
-from pathlib import Path
 
 from orchestrion import __version__
 from orchestrion.errors import OrchestrionError
-
-BUNDLED_MODELS_DIR = Path(__file__).parent / "models"
 
 
 def cpu_description(flags_of_interest: Iterable[str] = ()) -> tuple[str, list[str]]:
@@ -51,11 +48,6 @@ def system_info() -> dict[str, str]:
         "numpy": numpy.__version__,
         "torch threads": str(torch.get_num_threads()),
         "device": device,
-        "bundled models": (
-            str(BUNDLED_MODELS_DIR)
-            if BUNDLED_MODELS_DIR.is_dir() and any(BUNDLED_MODELS_DIR.iterdir())
-            else "none in this version"
-        ),
     }
     try:
         from orchestrion.audio.render import default_soundfont
@@ -63,4 +55,15 @@ def system_info() -> dict[str, str]:
         info["soundfont"] = str(default_soundfont())
     except (ImportError, OrchestrionError):
         info["soundfont"] = "not available"
+    from orchestrion.pretrained import BUNDLED, describe
+
+    for model in BUNDLED.values():
+        details = describe(model)
+        if "status" in details:
+            info[f"model {model.name}"] = str(details["status"])
+        else:
+            info[f"model {model.name}"] = (
+                f"{details['parameters']:,} parameters, {details['megabytes']} MB, "
+                f"{details['trained_steps']} steps: {details['description']} ({details['path']})"
+            )
     return info

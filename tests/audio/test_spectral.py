@@ -21,6 +21,7 @@ from orchestrion.audio.spectral import (
     log_magnitude,
     log_magnitude_for_discriminator,
     multiscale_spectral_distance,
+    relative_multiscale_distance,
     overlap_add,
     samples_for_frames,
     spectral_frames,
@@ -135,6 +136,28 @@ def test_multiscale_distance_zero_monotone_and_differentiable() -> None:
     multiscale_spectral_distance(clean, noisy).backward()
     assert torch.isfinite(noisy.grad).all()
     assert noisy.grad.abs().sum() > 0
+
+
+def test_relative_multiscale_distance_is_in_feature_units_and_ignores_bins_below_the_floor() -> None:
+    clean = _test_signal(8192, seed=2)
+    assert relative_multiscale_distance(clean, clean).item() == 0.0
+    # Halving the amplitude lowers every bin by 20·log10(2) dB: the distance is that over σ = 75 dB,
+    # as long as no bin of the estimate falls under the floor (top_db large enough).
+    halved = relative_multiscale_distance(clean, 0.5 * clean, top_db=200.0).item()
+    assert halved == pytest.approx(20 * math.log10(2) / 75.0, rel=1e-4)
+    generator = torch.Generator().manual_seed(3)
+    noise = torch.randn(clean.shape, generator=generator)
+    distances = [relative_multiscale_distance(clean, clean + level * noise).item() for level in (0.01, 0.1, 1.0)]
+    assert 0 < distances[0] < distances[1] < distances[2]
+    # Faint noise (-100 dBFS) in a silent second half lies under the floor: no gradient pushes the
+    # decoder there, where the spec's ε form gives large ones.
+    music_then_silence = torch.cat([clean[:, :4096], torch.zeros(2, 4096)], dim=1)
+    faint = (music_then_silence + 1e-5 * noise * (torch.arange(8192) >= 4096)).requires_grad_(True)
+    relative_multiscale_distance(music_then_silence, faint).backward()
+    relative_gradient = faint.grad[:, 6144:].abs().sum().item()
+    faint.grad = None
+    multiscale_spectral_distance(music_then_silence, faint).backward()
+    assert relative_gradient == 0.0 < faint.grad[:, 6144:].abs().sum().item()
 
 
 def test_front_end_is_differentiable() -> None:

@@ -243,6 +243,7 @@ class DiscriminatorConfig:
 KIND = "musika.autoencoder_training"
 PRESETS = ("piano", "techno", "debug", "small")
 CPU_PRESETS = ("debug", "small")  # sized to train on a CPU; the others are the paper's full sizes
+MS_FORMS = ("relative", "spec")  # phase-2 multi-scale distance: see AutoencoderTrainingConfig.ms_form
 EDGE_SAMPLES = 768  # n_fft − hop: samples at each end that the iSTFT cannot rebuild
 # Spec §5: 1 M iterations per phase for level 1, 400 k for level 2.
 DEFAULT_STEPS = {1: 1_000_000, 2: 400_000}
@@ -275,6 +276,10 @@ class AutoencoderTrainingConfig:
     beta2: float = 0.999
     lambda_rec: float = 1.0  # phase 2: weight of the L1 magnitude term
     lambda_ms: float = 4.0  # phase 2: weight of the multi-scale spectral distance
+    # phase 2: form of that distance. "relative": log-power floored 80 dB under each real excerpt's peak,
+    # in feature units (dB/σ), mean over scales; "spec": spec §5.2 [PROPOSED] ln(|X| + 1e-7) summed over
+    # scales, which gave ~100x the L1 term's gradient and made phase 2 worsen magnitudes (issue 13).
+    ms_form: str = "relative"
     lambda_latent: float = 1.0  # level-2 phase 1: weight of L1(Dec2(Enc2(z)), z) ([PROPOSED] target)
     silence_db: float = -60.0  # crops quieter than this (RMS dBFS) are redrawn
 
@@ -291,6 +296,8 @@ class AutoencoderTrainingConfig:
             )
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.ms_form not in MS_FORMS:
+            raise ConfigError(f"ms_form must be one of {MS_FORMS}, got {self.ms_form!r}")
 
     @property
     def crop_frames(self) -> int:

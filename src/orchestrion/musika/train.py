@@ -41,6 +41,7 @@ from orchestrion.audio.spectral import (
     features_to_wave,
     log_magnitude_for_discriminator,
     multiscale_spectral_distance,
+    relative_multiscale_distance,
     wave_to_features,
 )
 from orchestrion.checkpoint import checkpoint_step_dirs, load_checkpoint
@@ -149,7 +150,10 @@ def _adversarial_update(
     with ctx.autocast():
         adversarial = hinge_generator_loss(ctx.raw("discriminator")(fake_spec))
     reconstruction = _l1(magnitude, target)
-    multiscale = multiscale_spectral_distance(real_wave, fake_wave)
+    if config.ms_form == "relative":
+        multiscale = relative_multiscale_distance(real_wave, fake_wave)
+    else:
+        multiscale = multiscale_spectral_distance(real_wave, fake_wave)
     g_loss = adversarial + config.lambda_rec * reconstruction + config.lambda_ms * multiscale
     ctx.optimize("generator", g_loss)
     return {

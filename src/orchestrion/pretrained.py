@@ -126,3 +126,8 @@ def export_model(run: str | Path, out: str | Path, *, half: bool = True, card: P
         extra_files=extras,
         header={"parameters": parameters, "trained_steps": source.step},
     )
+
+
+def model_or_default(model: str | Path | None, family: str) -> Path:
+    """``model`` as given, or the bundled model of ``family`` when the user left ``--model`` out."""
+    return Path(model) if model is not None else default_model_dir(family)

@@ -234,7 +234,7 @@ def evaluate_autoencoder(
 
     reference_dir = Path(reference_dir)
     files = collect_audio_files(reference_dir)
-    model = load_autoencoder(model_path, resolve_device(device))
+    model = load_autoencoder(model_path, resolve_device(device), accept_gan_run=True)
     _check_mode(model, model_path, oracle_phase)
     systems = _systems(oracle_phase, baselines)
     report = AutoencoderQualityReport(

@@ -90,7 +90,9 @@ def train_ae(
 @app.command("encode")
 def encode(
     source: Path = typer.Argument(..., help="An audio file or a folder of audio files."),
-    model: Path = typer.Option(..., "--model", help="Autoencoder run directory (level 1 or 2)."),
+    model: Path | None = typer.Option(
+        None, "--model", help="Autoencoder or latent-GAN run directory (default: the bundled model)."
+    ),
     out: Path = typer.Option(..., "--out", help="Folder for the latent files (.safetensors + index.json)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace latent files that already exist in --out."),
@@ -108,7 +110,9 @@ def encode(
     from orchestrion.audio.io import collect_audio_files
     from orchestrion.fileio import SkipReport
     from orchestrion.musika.inference import SKIP_REPORT, encode_files
+    from orchestrion.pretrained import model_or_default
 
+    model = model_or_default(model, "musika")
     skipped = SkipReport()
     written = 0
     with _bar("encode", len(collect_audio_files(source))) as advance:
@@ -123,7 +127,9 @@ def encode(
 @app.command("decode")
 def decode(
     latent_dir: Path = typer.Argument(..., help="A folder of latent files (or one .safetensors file)."),
-    model: Path = typer.Option(..., "--model", help="The autoencoder run directory that made the latents."),
+    model: Path | None = typer.Option(
+        None, "--model", help="The autoencoder (or GAN) run that made the latents (default: the bundled model)."
+    ),
     out: Path = typer.Option(..., "--out", help="Folder for the decoded WAV files."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     precision: str = typer.Option(
@@ -146,7 +152,9 @@ def decode(
     """
     from orchestrion.musika.codec import latent_files
     from orchestrion.musika.inference import decode_files
+    from orchestrion.pretrained import model_or_default
 
+    model = model_or_default(model, "musika")
     total = len(latent_files(latent_dir)) if latent_dir.is_dir() else 1
     with _bar("decode", total) as advance:
         for _ in decode_files(
@@ -160,7 +168,9 @@ def decode(
 def reconstruct(
     in_path: Path = typer.Argument(..., help="Input audio file."),
     out_path: Path = typer.Argument(..., help="Output audio file (.wav or .flac)."),
-    model: Path = typer.Option(..., "--model", help="Autoencoder run directory (level 1 or 2)."),
+    model: Path | None = typer.Option(
+        None, "--model", help="Autoencoder or latent-GAN run directory (default: the bundled model)."
+    ),
     png: bool = typer.Option(False, "--png", help="Also write OUT.png: spectrograms of input vs reconstruction."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT_PATH (and OUT.png) if they exist."),
@@ -174,7 +184,9 @@ def reconstruct(
       orchestrion musika reconstruct song.wav song_rec.wav --model runs/l1p2 --png
     """
     from orchestrion.musika.inference import reconstruct_file
+    from orchestrion.pretrained import model_or_default
 
+    model = model_or_default(model, "musika")
     for path in reconstruct_file(
         in_path, out_path, model, png=png, device=device, overwrite=overwrite, on_model=_announce
     ):
@@ -299,7 +311,9 @@ def prepare_latents(
 
 @app.command("generate")
 def generate(
-    model: Path = typer.Option(..., "--model", help="Latent-GAN run directory (it holds its autoencoder)."),
+    model: Path | None = typer.Option(
+        None, "--model", help="Latent-GAN run directory, it holds its autoencoder (default: the bundled model)."
+    ),
     seconds: float = typer.Option(..., "--seconds", help="Length of the music in seconds (exact; up to hours)."),
     out: Path = typer.Option(..., "--out", help="Output audio file, .wav or .flac (16-bit, 22.05 kHz)."),
     seed: int = typer.Option(0, "--seed", min=0, help="The piece: same seed, same music."),
@@ -333,7 +347,9 @@ def generate(
     from orchestrion.fileio import check_output_path
     from orchestrion.musika.generate import conditioning_curves, generate_to_file
     from orchestrion.musika.models import load_latent_gan
+    from orchestrion.pretrained import model_or_default
 
+    model = model_or_default(model, "musika")
     check_output_path(out, overwrite=overwrite, inputs=[model])
     gan = load_latent_gan(model, resolve_device(device))
     conditioning_curves(gan, note_density, tempo)  # bad values or CSV files fail before the progress bar shows
@@ -351,7 +367,9 @@ def generate(
 
 @app.command("stream")
 def stream(
-    model: Path = typer.Option(..., "--model", help="Latent-GAN run directory (it holds its autoencoder)."),
+    model: Path | None = typer.Option(
+        None, "--model", help="Latent-GAN run directory, it holds its autoencoder (default: the bundled model)."
+    ),
     out: str = typer.Option(..., "--out", help="'-' for standard output, or an audio file (.wav/.flac)."),
     seconds: float | None = typer.Option(None, "--seconds", help="Stop after this many seconds (default: never)."),
     seed: int = typer.Option(0, "--seed", min=0, help="The piece: same seed, same music."),
@@ -386,7 +404,9 @@ def stream(
     from orchestrion.device import resolve_device
     from orchestrion.musika.generate import MusikaStream, stream_to, stream_to_file
     from orchestrion.musika.models import load_latent_gan
+    from orchestrion.pretrained import model_or_default
 
+    model = model_or_default(model, "musika")
     if out != "-":
         from orchestrion.errors import OrchestrionError
         from orchestrion.fileio import check_output_path

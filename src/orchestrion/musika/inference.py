@@ -180,7 +180,7 @@ def encode_files(
     relatives = [path.relative_to(source) if source.is_dir() else Path(path.name) for path in files]
     targets = [out_dir / latent_name(relative) for relative in relatives]
     check_outputs(targets, overwrite=overwrite, inputs=files, out_dir=out_dir)
-    model = load_autoencoder(model_path, resolve_device(device))
+    model = load_autoencoder(model_path, resolve_device(device), accept_gan_run=True)
     digest = latent_digest(model)
     skipped = SkipReport() if skipped is None else skipped
     written = 0
@@ -251,7 +251,7 @@ def decode_files(
         raise DataError(f"{latent_dir}: no latent files (*.safetensors) found")
     targets = [out_dir / decoded_name(path.relative_to(root)) for path in files]
     check_outputs(targets, overwrite=overwrite, inputs=files, out_dir=out_dir)
-    model = load_autoencoder(model_path, resolve_device(device))
+    model = load_autoencoder(model_path, resolve_device(device), accept_gan_run=True)
     if on_model is not None:
         on_model(model)
     _require_phase(model)
@@ -341,7 +341,7 @@ def reconstruct_file(
     check_audio_output(out_path, overwrite=overwrite, inputs=[in_path])
     if png:
         check_output_path(out_path.with_suffix(".png"), overwrite=overwrite, inputs=[in_path])
-    model = load_autoencoder(model_path, resolve_device(device))
+    model = load_autoencoder(model_path, resolve_device(device), accept_gan_run=True)
     if on_model is not None:
         on_model(model)
     wave = load_audio(in_path)

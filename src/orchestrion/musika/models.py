@@ -41,7 +41,10 @@ class TrainedAutoencoder:
 
 
 def _open(path: str | Path, kind: str) -> Checkpoint:
-    ckpt = load_checkpoint(path)
+    return _check_kind(load_checkpoint(path), path, kind)
+
+
+def _check_kind(ckpt: Checkpoint, path: str | Path, kind: str) -> Checkpoint:
     if ckpt.kind != kind:
         raise CheckpointError(f"{path}: --model must be a {_DESCRIPTIONS[kind]} run, this one holds {ckpt.kind!r}")
     return ckpt
@@ -63,14 +66,20 @@ def autoencoder_from_checkpoint(
     return TrainedAutoencoder(config, level1.to(device).eval(), level2, ckpt.path)
 
 
-def load_autoencoder(path: str | Path, device: str | torch.device = "cpu") -> TrainedAutoencoder:
+def load_autoencoder(
+    path: str | Path, device: str | torch.device = "cpu", *, accept_gan_run: bool = False
+) -> TrainedAutoencoder:
     """Load an autoencoder run directory (its latest checkpoint) or a checkpoint directory.
 
-    A level-2 run holds its level-1 weights, so one directory is enough. Modules are in eval
-    mode on ``device``. Raises :class:`CheckpointError` for anything that is not a Musika
-    autoencoder checkpoint or whose weights do not fit its config.
+    A level-2 run holds its level-1 weights, so one directory is enough. With ``accept_gan_run``
+    a latent-GAN run gives the autoencoder stored in it (what encode/decode/reconstruct use, so the
+    bundled Musika model serves them too). Modules are in eval mode on ``device``. Raises
+    :class:`CheckpointError` for anything else or for weights that do not fit the config.
     """
-    ckpt = _open(path, AUTOENCODER_KIND)
+    ckpt = load_checkpoint(path)
+    if accept_gan_run and ckpt.kind == GAN_KIND:
+        return autoencoder_from_checkpoint(ckpt, ckpt.config.autoencoder, device)
+    ckpt = _check_kind(ckpt, path, AUTOENCODER_KIND)
     return autoencoder_from_checkpoint(ckpt, ckpt.config, device)
 
 

@@ -497,7 +497,9 @@ def _assignment_table(title: str, header: tuple[str, ...], rows: list[tuple[str,
 
 @app.command()
 def generate(
-    model: Path = typer.Option(..., "--model", "-m", help="Trained run directory (or one of its checkpoints)."),
+    model: Path | None = typer.Option(
+        None, "--model", "-m", help="Trained run directory or checkpoint (default: the bundled model)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="MIDI file to write."),
     prompt: Path | None = typer.Option(None, "--prompt", help="MIDI file to continue (its notes and instruments "
                                                               "are kept)."),
@@ -568,7 +570,9 @@ def generate(
     if (prompt_bars is not None or prompt_chords) and prompt is None:
         raise GenerationError("--prompt-bars and --prompt-chords need --prompt")
     programs = parse_instruments(instruments) if instruments is not None else None
-    trained = load_symphony(model, resolve_device(device))
+    from orchestrion.pretrained import model_or_default
+
+    trained = load_symphony(model_or_default(model, "symphony"), resolve_device(device))
     options = SamplingOptions(
         temperature=temperature, top_p=top_p, seed=seed, bars=bars, max_steps=max_steps, instruments=programs,
         orchestration="argmax" if argmax_instruments else "nucleus",
@@ -611,7 +615,9 @@ def _bars_in(tokens: np.ndarray) -> int:
 @app.command()
 def orchestrate(
     midi_in: Path = typer.Argument(..., help="Multi-track MIDI file whose instruments are unknown or to be replaced."),
-    model: Path = typer.Option(..., "--model", "-m", help="Trained run directory (or one of its checkpoints)."),
+    model: Path | None = typer.Option(
+        None, "--model", "-m", help="Trained run directory or checkpoint (default: the bundled model)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="MIDI file to write (same notes, new programs)."),
     keep_drums: bool = typer.Option(False, "--keep-drums", help="Drum tracks stay drums; no other track becomes "
                                                                 "drums."),
@@ -644,7 +650,9 @@ def orchestrate(
         if path is not None:
             check_output_path(path, overwrite=overwrite, inputs=[midi_in])
     programs = parse_instruments(instruments) if instruments is not None else None
-    trained = load_symphony(model, resolve_device(device))
+    from orchestrion.pretrained import model_or_default
+
+    trained = load_symphony(model_or_default(model, "symphony"), resolve_device(device))
     result = orchestrate_midi(midi_in, trained.model, trained.bpe, keep_drums=keep_drums,
                               mode="argmax" if argmax else "nucleus", seed=seed, instruments=programs,
                               track_order="distinct" if trained.training.relabel_tracks else "ascending")

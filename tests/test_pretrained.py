@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from cli_support import run_fails, run_ok
 from musika.gan_support import one_thread, write_gan_run
-
 from orchestrion import pretrained
 from orchestrion.checkpoint import load_checkpoint, save_checkpoint
 from orchestrion.errors import CheckpointError
@@ -88,7 +88,7 @@ def test_exported_symphony_carries_its_music_bpe_under_the_manifest(symphony_run
     assert json.loads((out / "config.json").read_text())["trained_steps"] == 7
     # the Music BPE file is checksummed with the weights
     (out / "music_bpe.json").write_text((out / "music_bpe.json").read_text().replace("1", "2", 1))
-    with pytest.raises(CheckpointError, match="music_bpe.json does not match its sha256"):
+    with pytest.raises(CheckpointError, match=r"music_bpe\.json does not match its sha256"):
         load_symphony(out)
     # an existing folder is replaced only with --overwrite, a non-model folder never, the run itself never
     assert "exists; pass --overwrite" in run_fails(capsys, "export", symphony_run, "--out", out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import importlib
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -102,6 +103,44 @@ def inspect(
         count = sum(t.numel() for t in ckpt.module_state(name).values())
         typer.echo(f"module:     {name} ({count:,} values)")
     typer.echo(json.dumps(config_to_dict(ckpt.config), indent=2))
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo"), "--out", help="Folder for the demo (index.html, audio, pictures)."),
+    seconds: float = typer.Option(60.0, "--seconds", help="Length of the Musika audio in seconds."),
+    bars: int = typer.Option(16, "--bars", help="Bars of the generated SymphonyNet piece."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random choice (same seed, same demo)."),
+    musika_model: Path | None = typer.Option(
+        None, "--musika-model", help="A latent-GAN run instead of the bundled one."
+    ),
+    symphony_model: Path | None = typer.Option(
+        None, "--symphony-model", help="A SymphonyNet run instead of the bundled one."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the files of an earlier demo in --out."),
+) -> None:
+    """Make music with the bundled models and write a page that plays and shows it (about a minute on a CPU).
+
+    Musika: 60 s of stereo audio while the note-density condition sweeps from sparse to dense.
+
+    SymphonyNet: a multi-track piece from scratch, rendered with the soundfont; a built-in piece re-orchestrated.
+
+    Each comes with a spectrogram or piano roll; OUT/index.html plays and shows them all.
+
+    Examples:
+
+      orchestrion demo --out demo
+
+      orchestrion demo --out demo2 --seconds 20 --bars 8 --seed 3
+    """
+    from orchestrion.demo import run_demo
+
+    start = time.perf_counter()
+    page = run_demo(
+        out, seconds=seconds, bars=bars, seed=seed, overwrite=overwrite, musika_model=musika_model,
+        symphony_model=symphony_model, on_step=lambda label: console.print(f"[bold]{label}[/bold] ..."),
+    )
+    typer.echo(f"wrote {page} in {time.perf_counter() - start:.0f} s; open it in a browser")
 
 
 @app.command()

@@ -98,6 +98,9 @@ class ConditionCurve:
         return np.interp(seconds, self.seconds, self.values)
 
 
+ConditionValue = float | str | Path | ConditionCurve  # a number, a CSV curve file, or a curve
+
+
 def _condition_range(model: TrainedLatentGAN, name: str) -> tuple[float, float, str]:
     """(low, high, unit) a user value of condition ``name`` must lie in; maps linearly onto [0, 1]."""
     if name == "tempo":
@@ -149,14 +152,21 @@ def read_curve_csv(path: str | Path, name: str, low: float, high: float, unit: s
     return ConditionCurve(np.asarray(times), _normalise(np.asarray(values), low, high), str(path))
 
 
-def condition_curve(model: TrainedLatentGAN, name: str, value: float | str | Path) -> ConditionCurve:
-    """A user's conditioning value -- a number, or a CSV file (a path, or a string naming one) -- as a curve.
+def condition_curve(
+    model: TrainedLatentGAN, name: str, value: float | str | Path | ConditionCurve
+) -> ConditionCurve:
+    """A user's conditioning value -- a number, a CSV file (a path, or a string naming one), or a
+    :class:`ConditionCurve` already on the normalised scale -- as a curve.
 
     ``note_density`` is given on [0, 1], ``tempo`` in BPM within the model's range.
     """
     if name not in model.config.conditions:
         trained = ", ".join(model.config.conditions) or "none"
         raise GenerationError(f"this model was not trained with {name} conditioning (its conditions: {trained})")
+    if isinstance(value, ConditionCurve):
+        if not np.all((value.values >= 0) & (value.values <= 1)):
+            raise GenerationError(f"{name} curve {value.source}: normalised values must lie in 0..1")
+        return value
     low, high, unit = _condition_range(model, name)
     number = value
     if isinstance(value, str):
@@ -173,7 +183,7 @@ def condition_curve(model: TrainedLatentGAN, name: str, value: float | str | Pat
 
 
 def conditioning_curves(
-    model: TrainedLatentGAN, note_density: float | str | Path | None, tempo: float | str | Path | None
+    model: TrainedLatentGAN, note_density: ConditionValue | None, tempo: ConditionValue | None
 ) -> dict[str, ConditionCurve]:
     """One curve per condition the model was trained with (default 0.5 where none is given)."""
     given = {"note_density": note_density, "tempo": tempo}
@@ -289,8 +299,8 @@ class MusikaStream:
         model: TrainedLatentGAN,
         seed: int = 0,
         *,
-        note_density: float | str | Path | None = None,
-        tempo: float | str | Path | None = None,
+        note_density: ConditionValue | None = None,
+        tempo: ConditionValue | None = None,
         truncation: float = DEFAULT_TRUNCATION,
         mono: bool = False,
         precision: str = "fp32",
@@ -462,7 +472,7 @@ class MusikaStream:
     # -- live control -------------------------------------------------------------------------
 
     def set_conditions(
-        self, note_density: float | str | Path | None = None, tempo: float | str | Path | None = None
+        self, note_density: ConditionValue | None = None, tempo: ConditionValue | None = None
     ) -> None:
         """Change conditioning from the next block on, without a click (see the module docstring).
 
@@ -509,8 +519,8 @@ def generate(
     seconds: float,
     seed: int = 0,
     *,
-    note_density: float | str | Path | None = None,
-    tempo: float | str | Path | None = None,
+    note_density: ConditionValue | None = None,
+    tempo: ConditionValue | None = None,
     truncation: float = DEFAULT_TRUNCATION,
     mono: bool = False,
     precision: str = "fp32",
@@ -562,8 +572,8 @@ def generate_to_file(
     out: str | Path,
     seed: int = 0,
     *,
-    note_density: float | str | Path | None = None,
-    tempo: float | str | Path | None = None,
+    note_density: ConditionValue | None = None,
+    tempo: ConditionValue | None = None,
     truncation: float = DEFAULT_TRUNCATION,
     mono: bool = False,
     precision: str = "fp32",

@@ -12,6 +12,11 @@ steps are timed (batch 1, as generation runs; ``--batch`` samples several sequen
 The states are filled with random values instead of running a prefill over L tokens (a 16k-token
 softmax prefill alone takes minutes on two cores); a step's cost depends on the state's shape only.
 
+The "ceiling" column is the speed-up a purely memory-bound step would show: bytes the softmax step
+must read (every weight once per step + the whole KV cache of every sequence) over bytes ours reads
+(every weight once + the constant state). At batch 1 the weights dominate both, which caps the ratio
+at 4k near 2.3x however good the code; batching multiplies the KV traffic but not the weights'.
+
 Usage:  python benchmarks/symphony_sampling_speed.py [--contexts 512 2048 4096 8192 16384] [--steps 32]
 """
 
@@ -103,7 +108,7 @@ def main() -> None:
     print(f"{args.steps} timed steps (median) after {args.warmup} warm-up steps, batch {args.batch} "
           "(ms per token = per step / batch)\n")
     print(f"{'context':>8} | {'linear ms/tok':>13} {'tok/s':>7} | {'softmax+KV ms/tok':>17} {'tok/s':>7} | "
-          f"{'speed-up':>8} | {'KV cache MiB':>12} | {'linear state MiB':>16}")
+          f"{'speed-up':>8} | {'ceiling':>7} | {'KV cache MiB':>12} | {'linear state MiB':>16}")
     # Round-robin over contexts and models, one step each per round: load from other processes on a
     # shared machine then hits every column alike instead of whichever context ran during a busy spell.
     batch = args.batch
@@ -128,12 +133,16 @@ def main() -> None:
                 times["linear", context].append(middle - start)
                 times["softmax", context].append(end - middle)
     state_floats = sum(t.numel() for t in (linear_states[args.contexts[0]].kv, linear_states[args.contexts[0]].k_sum))
+    # weights one step reads: every block and output head (embeddings: one row per sequence, negligible)
+    step_weights = sum(p.numel() for name, p in linear.named_parameters() if not name.startswith("embedding"))
     for context in args.contexts:
         lin = statistics.median(times["linear", context]) / batch
         soft = statistics.median(times["softmax", context]) / batch
         cache_mib = sum(k.numel() + v.numel() for k, v in caches[context]) * 4 / 2**20
+        kv_read = 2 * config.n_layers * batch * context * config.d_model  # floats of keys and values read
+        ceiling = (step_weights + kv_read) / (step_weights + state_floats)
         print(f"{context:>8} | {lin * 1e3:>13.2f} {1 / lin:>7.1f} | {soft * 1e3:>17.2f} {1 / soft:>7.1f} | "
-              f"{soft / lin:>7.2f}x | {cache_mib:>12.0f} | {state_floats * 4 / 2**20:>16.2f}")
+              f"{soft / lin:>7.2f}x | {ceiling:>6.2f}x | {cache_mib:>12.0f} | {state_floats * 4 / 2**20:>16.2f}")
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

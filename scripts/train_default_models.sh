@@ -20,10 +20,10 @@ export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 O="orchestrion"
 
 # ---------------------------------------------------------------- recipe (the numbers in the model cards)
-L1P1_STEPS=6000      # level 1, phase 1 (magnitude reconstruction), small preset, batch 32
-L1P2_STEPS=600       # level 1, phase 2 (phase + adversarial), batch 16
-L2P1_STEPS=2000      # level 2, phase 1, batch 32
-GAN_STEPS=4000       # latent GAN, small preset, conditional on note density and tempo
+L1P1_STEPS=4000      # level 1, phase 1 (magnitude reconstruction), small preset, batch 32
+L1P2_STEPS=400       # level 1, phase 2 (phase + adversarial), batch 16
+L2P1_STEPS=1500      # level 2, phase 1, batch 32
+GAN_STEPS=3000       # latent GAN, small preset, conditional on note density and tempo
 SYM_STEPS=1500       # SymphonyNet small, windows of 512 steps, global batch 8
 SYM_BPE_MERGES=300   # Music BPE merges learned on the corpus
 

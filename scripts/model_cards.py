@@ -47,9 +47,10 @@ def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
 
 
 def _evaluation_section(evaluation: dict | None, key: str) -> str:
+    source = "`docs/evaluation.md` (written by `python scripts/evaluation_report.py`)"
     if not evaluation or key not in evaluation:
-        return "See `docs/evaluation.md` (written by `python scripts/evaluation_report.py`)."
-    return evaluation[key]["markdown"] + "\n\nFrom `docs/evaluation.md` (written by `python scripts/evaluation_report.py`)."
+        return f"See {source}."
+    return evaluation[key]["markdown"] + f"\n\nFrom {source}."
 
 
 def musika_card(work: Path, evaluation: dict | None) -> str:

@@ -21,7 +21,7 @@ O="orchestrion"
 
 # ---------------------------------------------------------------- recipe (the numbers in the model cards)
 L1P1_STEPS=4000      # level 1, phase 1 (magnitude reconstruction), small preset, batch 32
-L1P2_STEPS=400       # level 1, phase 2 (phase + adversarial), batch 16
+L1P2_STEPS=400       # level 1, phase 2 (phase + adversarial), batch 16, L1 weight 20 (issue 13)
 L2P1_STEPS=1500      # level 2, phase 1, batch 32
 GAN_STEPS=3000       # latent GAN, small preset, conditional on note density and tempo
 SYM_STEPS=1500       # SymphonyNet small, windows of 512 steps, global batch 8
@@ -58,7 +58,7 @@ musika_chain() {
   if ! finished l1p2 $L1P2_STEPS; then
     init=(); [ -d l1p2/checkpoints ] || init=(--init l1p1)
     train l1p2 $L1P2_STEPS $O musika train-ae train --level 1 --phase 2 "${init[@]}" --batch-size 16 \
-      --checkpoint-every 100 --workers 1
+      --lambda-rec 20 --checkpoint-every 100 --workers 1
   fi
   if ! finished l2p1 $L2P1_STEPS; then
     level1=(); [ -d l2p1/checkpoints ] || level1=(--level1 l1p2 --preset small)

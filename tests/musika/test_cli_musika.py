@@ -35,12 +35,13 @@ def model(tmp_path_factory) -> dict[str, Path]:
     common = ["--workers", "0", "--seed", "0"]
     run_ok("musika", "train-ae", data, "--out", root / "l1p1", "--preset", "debug", "--steps", 4, *common)
     run_ok("musika", "train-ae", data, "--out", root / "l1p2", "--phase", "2", "--init", root / "l1p1",
-        "--steps", 2, *common)
+        "--steps", 2, "--lambda-rec", 7.5, *common)
     return {"root": root, "data": data, "l1p1": root / "l1p1", "l1p2": root / "l1p2"}
 
 
 def test_train_encode_decode_reconstruct_evaluate(model, tmp_path: Path) -> None:
     assert (model["l1p2"] / "metrics.jsonl").is_file() and (model["l1p2"] / "loss_curve.png").is_file()
+    assert load_checkpoint(model["l1p2"]).config.lambda_rec == 7.5  # --lambda-rec reaches phase 2's config
     audio_dir = tmp_path / "audio"
     write_music_folder(audio_dir, n_files=2, seconds=2.0, channels=2)
     run_ok("musika", "encode", audio_dir, "--model", model["l1p2"], "--out", tmp_path / "latents")

@@ -53,6 +53,9 @@ def train_ae(
     batch_size: int | None = typer.Option(
         None, "--batch-size", min=1, help="Global batch size, split over DDP processes (default: the preset's)."
     ),
+    lambda_rec: float | None = typer.Option(
+        None, "--lambda-rec", min=0.0, help="Phase 2: weight of the L1 magnitude term (default: the preset's)."
+    ),
     workers: int = typer.Option(2, "--workers", min=0, help="DataLoader worker processes."),
     checkpoint_every: int = typer.Option(1000, "--checkpoint-every", min=1, help="Steps between checkpoints."),
     seed: int = typer.Option(0, "--seed", help="Seed of weights and data order."),
@@ -80,7 +83,7 @@ def train_ae(
 
     metrics = train_autoencoder(
         data_dir, out, level=level, phase=phase, preset=preset, steps=steps, resume=resume, init=init,
-        level1=level1, batch_size=batch_size, workers=workers, checkpoint_every=checkpoint_every,
+        level1=level1, batch_size=batch_size, lambda_rec=lambda_rec, workers=workers, checkpoint_every=checkpoint_every,
         seed=seed, device=device,
     )
     if metrics and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports

@@ -300,6 +300,7 @@ def train_autoencoder(
     init: str | Path | None = None,
     level1: str | Path | None = None,
     batch_size: int | None = None,
+    lambda_rec: float | None = None,
     workers: int = 0,
     checkpoint_every: int = 1000,
     log_every: int = 10,
@@ -314,7 +315,8 @@ def train_autoencoder(
     (checkpoints, ``metrics.jsonl``, ``loss_curve.png``). ``steps``: total optimizer steps
     of this run (default: spec §5, 1 M for level 1 and 400 k for level 2; ``small``: fewer,
     :data:`~orchestrion.musika.config.SMALL_STEPS`). See the module
-    docstring for ``init``, ``level1`` and ``resume``.
+    docstring for ``init``, ``level1`` and ``resume``. ``lambda_rec`` replaces the weight of phase 2's
+    L1 magnitude term in a new run.
     """
     from orchestrion.musika.data import DEFAULT_CACHE_BYTES, AudioCropDataset
     from orchestrion.training import Trainer, TrainerConfig, per_process_batch
@@ -335,6 +337,8 @@ def train_autoencoder(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             config, modules = _starting_point(level, phase, preset, init, level1)
+        if lambda_rec is not None:
+            config = dataclasses.replace(config, lambda_rec=lambda_rec)
     dataset = AudioCropDataset(
         data_dir,
         frames=config.crop_frames,

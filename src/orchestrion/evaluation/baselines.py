@@ -6,8 +6,9 @@ Symbolic
       it), durations and gaps capped at 8 beats. A track's history starts with a token naming its
       instrument (GM program, drums 128), so the first notes sit in the right register; after
       that the model sees only the previous ``order − 1`` notes of the same track. Probabilities
-      are Witten–Bell interpolated down to an add-one unigram over the training notes plus one
-      unknown token, so every held-out note has a probability. Sampling writes each track
+      are interpolated Kneser–Ney (absolute discount 0.75; Chen & Goodman, 1998) down to a
+      continuation unigram that keeps a share for one unknown token, so every held-out note has a
+      probability (``order=1`` is a plain add-one unigram). Sampling writes each track
       independently; the instrumentation, tempo and metre of a sampled piece are copied from a
       training piece drawn at random. It learns melody (pitch steps inside a voice) and rhythm, not
       harmony between voices: the point of the baseline.
@@ -50,6 +51,7 @@ UNITS_PER_BEAT = 12  # the n-gram's time grid: 1/12 beat holds sixteenths (3) an
 MAX_UNITS = 8 * UNITS_PER_BEAT  # durations and onset gaps are capped at 8 beats
 OUTPUT_TPQ = 480  # ticks per quarter of the scores the n-gram writes
 UNKNOWN = 0  # token id of a note never seen in training
+DISCOUNT = 0.75  # Kneser–Ney absolute discount (Chen & Goodman's usual value)
 
 Note = tuple[int, int, int]  # (pitch, duration units, onset gap units)
 
@@ -149,16 +151,17 @@ def _template(score: ScoreTick) -> PieceTemplate:
 
 @dataclass
 class NoteNGram:
-    """An n-gram model of track notes with Witten–Bell interpolation (see the module docstring).
+    """An n-gram model of track notes, interpolated Kneser–Ney (see the module docstring).
 
-    ``order`` 1 is the add-one unigram the higher orders back off to. Fit with :meth:`fit`, score
+    ``order`` 1 is an add-one unigram, the reference the higher orders must beat. Fit with :meth:`fit`, score
     with :meth:`bits_per_note`, draw pieces with :meth:`sample`.
     """
 
     order: int = 3
     vocabulary: list[Note] = field(default_factory=list)  # token id i + 1 (id 0 is UNKNOWN)
-    counts: list[dict[tuple[int, ...], Counter]] = field(default_factory=list)  # counts[k][context of k tokens]
-    unigram: np.ndarray = field(default_factory=lambda: np.zeros(0))  # add-one probabilities, (V + 1,)
+    # counts[k][context of k tokens][token]: raw counts for k = order − 1, continuation counts below
+    counts: list[dict[tuple[int, ...], Counter]] = field(default_factory=list)
+    base: np.ndarray = field(default_factory=lambda: np.zeros(0))  # lowest-order probabilities, (V + 1,)
     templates: list[PieceTemplate] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -166,7 +169,11 @@ class NoteNGram:
             raise ValueError(f"an n-gram order must be ≥ 1, got {self.order}")
         self._ids: dict[Note, int] = {note: i + 1 for i, note in enumerate(self.vocabulary)}
 
-    def _start(self, program: int) -> tuple[int, ...]:
+    def token(self, note: Note) -> int:
+        """The id of ``note`` (UNKNOWN = 0 for a note never seen in training)."""
+        return self._ids.get(note, UNKNOWN)
+
+    def start(self, program: int) -> tuple[int, ...]:
         """The history before a track's first note: its instrument token (negative ids, never predicted)."""
         return (-1 - program,) * (self.order - 1)
 
@@ -182,29 +189,41 @@ class NoteNGram:
             raise DataError("the n-gram baseline needs training pieces with notes; none was given")
         self.vocabulary = sorted({note for _, notes in tracks for note in notes})
         self._ids = {note: i + 1 for i, note in enumerate(self.vocabulary)}
+        size = len(self.vocabulary) + 1
+        grams: set[tuple[int, ...]] = set()  # every distinct n-gram, n = 2 … order, of the padded tracks
         self.counts = [defaultdict(Counter) for _ in range(self.order)]
-        unigram = np.zeros(len(self.vocabulary) + 1)
+        unigram = np.zeros(size)
         for program, notes in tracks:
-            history = self._start(program)
-            for note in notes:
-                token = self._ids[note]
-                unigram[token] += 1
-                for k in range(1, self.order):
-                    self.counts[k][history[len(history) - k :]][token] += 1
-                history = (*history[1:], token) if self.order > 1 else history
-        self.unigram = (unigram + 1) / (unigram.sum() + len(unigram))
+            padded = [*self.start(program), *(self._ids[note] for note in notes)]
+            for i in range(self.order - 1, len(padded)):
+                unigram[padded[i]] += 1
+                if self.order > 1:
+                    self.counts[-1][tuple(padded[i - self.order + 1 : i])][padded[i]] += 1
+                grams.update(tuple(padded[i - n + 1 : i + 1]) for n in range(2, self.order + 1))
         self.templates = templates
+        if self.order == 1:  # the add-one unigram
+            self.base = (unigram + 1) / (unigram.sum() + size)
+            return self
+        # Kneser–Ney: a lower order counts the distinct tokens a gram follows, not how often it occurs
+        continuation = np.zeros(size)
+        for gram in grams:
+            if len(gram) == 2:
+                continuation[gram[1]] += 1
+            else:
+                self.counts[len(gram) - 2][gram[1:-1]][gram[-1]] += 1
+        total, types = continuation.sum(), np.count_nonzero(continuation)
+        self.base = np.maximum(continuation - DISCOUNT, 0) / total + DISCOUNT * types / total / size
         return self
 
     def probability(self, token: int, history: tuple[int, ...]) -> float:
-        """P(token | the last order − 1 tokens of ``history``), Witten–Bell interpolated."""
-        probability = float(self.unigram[token])
+        """P(token | the last order − 1 tokens of ``history``), interpolated Kneser–Ney."""
+        probability = float(self.base[token])
         for k in range(1, self.order):
             following = self.counts[k].get(history[len(history) - k :])
             if not following:
                 break  # an unseen shorter context has no longer one either
             total, types = sum(following.values()), len(following)
-            probability = (following[token] + types * probability) / (total + types)
+            probability = max(following[token] - DISCOUNT, 0) / total + DISCOUNT * types / total * probability
         return probability
 
     def bits_per_note(self, scores: Iterable[ScoreTick]) -> float:
@@ -214,9 +233,9 @@ class NoteNGram:
         total, count = 0.0, 0
         for score in scores:
             for program, notes in track_notes(score):
-                history = self._start(program)
+                history = self.start(program)
                 for note in notes:
-                    token = self._ids.get(note, UNKNOWN)
+                    token = self.token(note)
                     total -= math.log2(self.probability(token, history))
                     count += 1
                     history = (*history[1:], token) if self.order > 1 else history
@@ -225,19 +244,19 @@ class NoteNGram:
         return total / count
 
     def _draw(self, history: tuple[int, ...], rng: np.random.Generator) -> int:
-        """One token from the interpolated distribution, drawn level by level: with the weight
-        ``total / (total + types)`` of the longest seen context from its counts, else one order lower."""
+        """One token from the interpolated distribution, drawn level by level: from the discounted counts
+        of the longest seen context with their weight ``1 − D·types / total``, else one order lower."""
         for k in range(self.order - 1, 0, -1):
             following = self.counts[k].get(history[len(history) - k :])
             if not following:
                 continue
-            total, types = sum(following.values()), len(following)
-            if rng.random() < total / (total + types):
-                tokens = list(following)
-                weights = np.fromiter(following.values(), float, len(tokens))
-                return int(tokens[rng.choice(len(tokens), p=weights / weights.sum())])
-        # the unigram without its unknown token, which is no note
-        weights = self.unigram[1:]
+            tokens = list(following)
+            discounted = np.maximum(np.fromiter(following.values(), float, len(tokens)) - DISCOUNT, 0)
+            total = sum(following.values())
+            if rng.random() < discounted.sum() / total:
+                return int(tokens[rng.choice(len(tokens), p=discounted / discounted.sum())])
+        # the lowest order without its unknown token, which is no note
+        weights = self.base[1:]
         return int(rng.choice(len(weights), p=weights / weights.sum())) + 1
 
     def sample(self, bars: int, rng: np.random.Generator) -> ScoreTick:
@@ -255,7 +274,7 @@ class NoteNGram:
         score.time_signatures.append(symusic.TimeSignature(0, template.numerator, template.denominator))
         score.tempos.append(symusic.Tempo(0, qpm=template.qpm))
         for program in template.programs:
-            history, onset, notes = self._start(program), 0, []
+            history, onset, notes = self.start(program), 0, []
             while True:
                 token = self._draw(history, rng)
                 pitch, duration, gap = self.vocabulary[token - 1]

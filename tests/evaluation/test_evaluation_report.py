@@ -98,8 +98,8 @@ def test_every_section_table_and_picture_is_there(report) -> None:
     fad = data["musika"]["tables"][0]
     labels = [row["system"] for row in fad["rows"]]
     assert labels[:3] == [f"generated, note density {v}" for v in ("0.25", "0.5", "0.75")]
-    assert {"random level-2 latents, decoded", "training audio (real vs real)", "spectrum-matched noise",
-            "held-out audio low-passed at 1 kHz"} <= set(labels)
+    assert labels[3:-1] == ["random level-2 latents, decoded", "training audio (real vs real)",
+                            "spectrum-matched noise"]
     assert labels[-1].startswith("held-out split-half")
     # every compared set has the same size: N clips of S seconds give N·S one-second excerpts
     assert {row["values"][1] for row in fad["rows"][:-1]} == {CLIPS * CLIP_SECONDS}

@@ -26,7 +26,6 @@ Audio (for the Musika FAD)
     * :func:`spectrum_matched_noise`: noise with exactly the magnitude spectrum (so the energy)
       of a real clip and uniform random phase: the right long-term timbre and loudness, but no
       notes, onsets or harmony.
-    * :func:`low_pass`: a real clip through a brick-wall low-pass: the right music, muffled.
 """
 
 from __future__ import annotations
@@ -350,9 +349,3 @@ def spectrum_matched_noise(wave: np.ndarray, rng: np.random.Generator) -> np.nda
     noise = np.fft.irfft(np.abs(spectrum) * np.exp(1j * phase), n=len(wave))
     return np.clip(noise, -1.0, 1.0).astype(np.float32)
 
-
-def low_pass(wave: np.ndarray, cutoff_hz: float, sample_rate: int = 22050) -> np.ndarray:
-    """``wave`` (L,) with every frequency above ``cutoff_hz`` removed (FFT brick wall, zero phase)."""
-    spectrum = np.fft.rfft(np.asarray(wave, np.float64))
-    spectrum[np.fft.rfftfreq(len(wave), 1.0 / sample_rate) > cutoff_hz] = 0.0
-    return np.fft.irfft(spectrum, n=len(wave)).astype(np.float32)

@@ -194,3 +194,15 @@ def test_a_midi_folder_without_the_held_out_pieces_is_one_clear_error(inputs, tm
     error = capsys.readouterr().err
     assert code == 2 and "holds none of the run's" in error and "Traceback" not in error
     assert not (tmp_path / "docs" / "evaluation.md").exists()
+
+
+def test_exported_models_keep_their_step_and_held_out_split(inputs, tmp_path: Path) -> None:
+    from orchestrion.evaluation.report import heldout_sources, model_step
+    from orchestrion.pretrained import export_model
+
+    shipped = export_model(inputs["symphony"], tmp_path / "symphony-shipped")
+    assert model_step(shipped) == model_step(inputs["symphony"]) == 40
+    assert heldout_sources(shipped) == heldout_sources(inputs["symphony"])
+    split = json.loads((inputs["symphony"] / "split.json").read_text())
+    assert len(heldout_sources(shipped)) == len(split["valid"]) + len(split["test"]) == 4
+    assert model_step(export_model(inputs["l1p1"], tmp_path / "ae-shipped")) == 6

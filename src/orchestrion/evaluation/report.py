@@ -599,7 +599,7 @@ def symbolic_section(
     log(f"symbolic: generating {pieces} pieces of {bars} bars")
     trained = load_symphony(model_path, "cpu")
     generations = generate_midi(trained.model, trained.bpe, SamplingOptions(seed=seed, bars=bars), n_samples=pieces)
-    generated = [g.score() for g in generations]
+    generated = [first_bars(g.score(), bars) for g in generations]  # a last note may sound past the last bar
     empty = sum(score.note_num() == 0 for score in generated)
     generated = [score for score in generated if score.note_num() > 0]
     if not generated:

@@ -178,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for path in report_outputs(args.out):
             check_output_path(path, overwrite=args.overwrite)
+        if args.scratch is not None and args.scratch.exists() and (
+            not args.scratch.is_dir() or any(args.scratch.iterdir())
+        ):  # clips left from another run would join the sets
+            raise OrchestrionError(f"{args.scratch}: --scratch must be a new or empty folder")
         with tempfile.TemporaryDirectory(prefix="evaluation-") as temporary:
             scratch = args.scratch if args.scratch is not None else Path(temporary)
             report = build_report(args, argv, scratch)

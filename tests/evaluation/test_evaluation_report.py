@@ -161,7 +161,9 @@ def test_header_names_command_models_steps_and_times(report, inputs) -> None:
         section = report["json"][key]
         assert section["seconds"] > 0
         assert f"| {section['title']} | {section['seconds']:.1f} |" in markdown
-        assert section["markdown"] in markdown  # what scripts/model_cards.py quotes in the model cards
+        # what scripts/model_cards.py quotes in the model cards: the section's text and tables, not its pictures
+        assert section["markdown"] in markdown and "![" not in section["markdown"]
+        assert all(table["title"] in section["markdown"] for table in section["tables"])
 
 
 def test_an_existing_report_is_kept_without_overwrite(report, capsys) -> None:
@@ -169,6 +171,13 @@ def test_an_existing_report_is_kept_without_overwrite(report, capsys) -> None:
     assert _script().main(report["arguments"]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert (report["out"] / "evaluation.md").read_bytes() == before
+
+
+def test_a_used_scratch_folder_is_refused_before_the_work(inputs, tmp_path: Path, capsys) -> None:
+    (tmp_path / "scratch" / "musika").mkdir(parents=True)
+    code = _script().main([*_arguments(inputs, tmp_path / "docs"), "--scratch", str(tmp_path / "scratch")])
+    assert code == 2 and "--scratch must be a new or empty folder" in capsys.readouterr().err
+    assert not (tmp_path / "docs").exists()
 
 
 def test_sections_without_their_inputs_are_left_out_with_the_reason(inputs, tmp_path: Path) -> None:

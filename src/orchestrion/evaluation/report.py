@@ -88,10 +88,12 @@ class Section:
     models: list[tuple[str, str, int | None]] = field(default_factory=list)  # (role, path, training step)
     seconds: float = 0.0
 
-    def body(self) -> str:
-        """The section without its heading (what a model card quotes)."""
+    def body(self, images: bool = True) -> str:
+        """The section without its heading; without ``images``, what a model card quotes (its pictures
+        are linked relative to the report's folder)."""
         parts = [*self.intro, *(table.to_markdown() for table in self.tables), *self.notes]
-        parts += [f"![{caption}]({path.as_posix()})" for caption, path in self.images]
+        if images:
+            parts += [f"![{caption}]({path.as_posix()})" for caption, path in self.images]
         return "\n\n".join(parts)
 
     def to_markdown(self) -> str:
@@ -99,7 +101,7 @@ class Section:
 
     def to_json(self) -> dict:
         return {
-            "title": self.title, "markdown": self.body(), "tables": [t.to_json() for t in self.tables],
+            "title": self.title, "markdown": self.body(images=False), "tables": [t.to_json() for t in self.tables],
             "images": [path.as_posix() for _, path in self.images], "data": _json_ready(self.data),
             "models": [{"role": r, "path": p, "step": s} for r, p, s in self.models], "seconds": self.seconds,
         }
@@ -636,7 +638,7 @@ def symbolic_section(
     features.columns = list(sets)
     for name, label, _ in SCALAR_FEATURES:
         features.add(label, [reports[s].overlapping_area[name] for s in sets])
-    likelihood = ReportTable("note models on the held-out pieces (first bars)", ["bits per note ↓"])
+    likelihood = ReportTable(f"note models on the held-out pieces (first {bars} bars)", ["bits per note ↓"])
     likelihood.add("unigram", [unigram.bits_per_note(heldout)])
     likelihood.add(f"{ngram_order}-gram", [ngram.bits_per_note(heldout)])
 
@@ -652,18 +654,18 @@ def symbolic_section(
         f"as is every compared piece. Metrics: `orchestrion evaluate symbolic` (see docs/evaluation-metrics.md).",
     ]
     notes = [
-        f"How to read it: *mean OA* averages the overlapping areas of the {len(SCALAR_FEATURES)} per-piece features "
-        "(pitch range, polyphony, note density, …: 1 = same distribution as the held-out pieces); the JSDs "
+        f"How to read it: *mean OA* averages the overlapping areas of the {len(SCALAR_FEATURES)} per-piece "
+        "features (pitch range, polyphony, note density, …: 1 = same distribution as the held-out pieces); the JSDs "
         "compare the pooled pitch-class and instrument distributions (0 = identical); *PC-transition rel. OA* "
         "is Yang & Lerch's relative measure on the pitch-class transition matrices, the one column that sees "
         "melodic order; *MMR valid* is the share of pieces SymphonyNet's representation can encode. "
         "*Pitches shuffled*: the held-out pieces with each track's pitches permuted among its notes: every "
         "per-piece statistic is unchanged, only the order is destroyed (a metric that scores it like the "
-        "held-out pieces cannot see melody). *n-gram*: a trigram over each track's (pitch, duration, onset gap) "
-        "notes, trained on the training pieces, tracks drawn independently with the tempo, metre and "
-        "instruments of a random training piece (see `orchestrion.evaluation.baselines`); the likelihood table "
-        "shows it learned more than note frequencies. *Training pieces*: real vs real, the best a model can "
-        "expect at this set size.",
+        f"held-out pieces cannot see melody). *n-gram*: an order-{ngram_order} Kneser–Ney model of each track's "
+        "(pitch, duration, onset gap) notes, trained on the training pieces, tracks drawn independently with "
+        "the tempo, metre and instruments of a random training piece (see `orchestrion.evaluation.baselines`); "
+        "the likelihood table shows it learned more than note frequencies. *Training pieces*: real vs real, "
+        "the best a model can expect at this set size.",
     ]
     return Section(
         key="symphony", title="SymphonyNet: generated pieces", intro=intro, tables=[headline, features, likelihood],

@@ -60,9 +60,6 @@ class ReportTable:
         clean = [None if v is None or not math.isfinite(float(v)) else float(v) for v in values]
         self.rows.append((label, clean))
 
-    def value(self, row: str, column: str) -> float | None:
-        return dict(self.rows)[row][self.columns.index(column)]
-
     def to_markdown(self) -> str:
         lines = [f"**{self.title}**", "", "| system | " + " | ".join(self.columns) + " |",
                  "|---|" + "---:|" * len(self.columns)]
@@ -340,7 +337,8 @@ def write_excerpts(folder: str | Path, out: Path, files: int, seconds: float, sk
             skipped.skip(paths[index], str(error))
             continue
         start = max(0, (len(wave) - length) // 2)
-        save_audio(out / f"{paths[index].stem}.wav", wave[None, start : start + length], subtype="FLOAT")
+        # numbered: files of the same name in different sub-folders stay apart
+        save_audio(out / f"{index:04d}_{paths[index].stem}.wav", wave[None, start : start + length], subtype="FLOAT")
         written += 1
     skipped.require_some(written, f"audio in {folder}")
     return out
@@ -405,6 +403,7 @@ def autoencoder_section(
     A magnitude-only (level-1 phase-1) run is scored with the input's phase (``oracle_phase``); the
     baselines depend only on the input and are computed once, with the first run's padding.
     """
+    from orchestrion.audio.io import collect_audio_files, load_audio
     from orchestrion.evaluation.autoencoder_quality import (
         FRONT_END,
         GRIFFIN_LIM,
@@ -452,8 +451,6 @@ def autoencoder_section(
     curves, without_metrics = _training_curves_png({name: Path(run) for name, run in runs.items()},
                                                    images / "autoencoder_training.png")
     label = "held-out" if "held-out" in excerpt_dirs else next(iter(excerpt_dirs))
-    from orchestrion.audio.io import collect_audio_files, load_audio
-
     example = collect_audio_files(excerpt_dirs[label])[0]
     wave = load_audio(example, channels=1)[0]
     panels = [(f"reference ({label}: {example.stem})", wave)]
@@ -469,14 +466,14 @@ def autoencoder_section(
                              + ("magnitude only" if oracle[name] else "own phase") + ")"
                              for name, run in runs.items()) + ".",
         f"Excerpts: the middle {excerpt_seconds:g} s of up to {files} files per folder ("
-        + ", ".join(f"{label}: `{folder}`" for label, folder in folders.items()) + "), mono, 22.05 kHz. "
+        + ", ".join(f"{name}: `{folder}`" for name, folder in folders.items()) + "), mono, 22.05 kHz. "
         "Distances are lower-is-better, ≈ 0 for a perfect reconstruction; log-mel distance is the headline. "
         "A magnitude-only (phase-1) run cannot make audio: it is scored with the input's own phase, an upper "
         "bound of what its decoder would give with a learned phase. The baselines use the input's exact "
         "magnitude: Griffin-Lim shows what a classical phase reconstruction reaches, random phase is the "
         "floor, the front end round trip (input → normalised features → input phase) the ceiling.",
     ]
-    images_list = [("reference and reconstructions of one held-out excerpt", IMAGES / comparison.name)]
+    images_list = [(f"reference and reconstructions of one {label} excerpt", IMAGES / comparison.name)]
     notes = []
     if curves is not None:
         images_list.insert(0, ("training curves", IMAGES / curves.name))
@@ -523,9 +520,9 @@ def _match_sources(names: list[str], sources: list[str]) -> tuple[list[str], lis
     by_name: dict[str, list[str]] = {}
     for name in names:
         by_name.setdefault(Path(name).name, []).append(name)
-    matched, missing = [], []
+    matched, missing, known = [], [], set(names)
     for source in sources:
-        if source in names:
+        if source in known:
             matched.append(source)
         elif len(by_name.get(Path(source).name, [])) == 1:
             matched.append(by_name[Path(source).name][0])

@@ -140,3 +140,29 @@ def test_random_latents_match_the_statistics_and_decode_reproducibly(chorale, tm
     assert first.shape == (round(1.5 * 22050),) and first.dtype == np.float32
     assert np.array_equal(first, again) and not np.allclose(first, other)
     assert np.all(np.abs(first) <= 1.0) and np.std(first) > 1e-4
+
+
+def test_drum_tracks_are_learned_and_sampled_as_drums() -> None:
+    import symusic
+    from symusic.core import NoteTickList
+
+    score = symusic.Score(480)
+    score.tempos.append(symusic.Tempo(0, qpm=100.0))
+    score.time_signatures.append(symusic.TimeSignature(0, 4, 4))
+    beats = np.arange(64) * 240  # eighth notes: kick and snare alternating, a bass line under them
+    drums = symusic.Track(program=0, is_drum=True)
+    drums.notes = NoteTickList.from_numpy(beats.astype(np.int32), np.full(64, 120, np.int32),
+                                          np.where(np.arange(64) % 2, 38, 36).astype(np.int8), np.full(64, 90, np.int8))
+    bass = symusic.Track(program=33)
+    bass.notes = NoteTickList.from_numpy(beats[::2].astype(np.int32), np.full(32, 480, np.int32),
+                                         np.tile([40, 43, 45, 47], 8).astype(np.int8), np.full(32, 90, np.int8))
+    score.tracks.extend([drums, bass])
+    assert [program for program, _ in track_notes(score)] == [128, 33]
+    model = NoteNGram(3).fit([score])
+    piece = model.sample(2, np.random.default_rng(1))
+    assert [(t.is_drum, t.program) for t in piece.tracks] == [(True, 0), (False, 33)]
+    drum_notes = piece.tracks[0].notes.numpy()
+    assert set(drum_notes["pitch"].tolist()) == {36, 38}  # drum keys only, never the bass line's pitches
+    # every drum token moves on by an eighth (or 0 for the first hit): hits stay on the eighth grid of 2 bars
+    assert np.all(drum_notes["time"] % 240 == 0) and drum_notes["time"].max() < 2 * 4 * 480
+    assert piece.tempos[0].qpm == pytest.approx(100.0)

@@ -215,3 +215,32 @@ def test_exported_models_keep_their_step_and_held_out_split(inputs, tmp_path: Pa
     split = json.loads((inputs["symphony"] / "split.json").read_text())
     assert len(heldout_sources(shipped)) == len(split["valid"]) + len(split["test"]) == 4
     assert model_step(export_model(inputs["l1p1"], tmp_path / "ae-shipped")) == 6
+
+
+def test_audio_excerpts_skip_short_files_and_need_one_long_enough(tmp_path: Path) -> None:
+    import numpy as np
+
+    from musika.train_support import write_music_folder
+    from orchestrion.errors import DataError
+    from orchestrion.evaluation.report import audio_excerpts
+
+    write_music_folder(tmp_path / "long", n_files=1, seconds=3.0)
+    write_music_folder(tmp_path / "long" / "short", n_files=1, seconds=0.5)
+    from orchestrion.fileio import SkipReport
+
+    skipped = SkipReport()
+    excerpts = audio_excerpts(tmp_path / "long", 3, 1.0, np.random.default_rng(0), skipped)
+    assert [len(wave) for _, wave in excerpts] == [22050] * 3
+    assert len({name for name, _ in excerpts}) == 3  # three offsets of the one long file
+    assert [s["reason"] for s in skipped.skipped] == ["shorter than 1 s"]
+    with pytest.raises(DataError, match="no audio file of at least 5 s"):
+        audio_excerpts(tmp_path / "long", 1, 5.0, np.random.default_rng(0))
+
+
+def test_held_out_sources_are_found_by_path_or_unique_file_name() -> None:
+    from orchestrion.evaluation.report import _match_sources
+
+    names = ["chorales/a.mid", "chorales/b.mid", "other/b.mid", "moved/c.mid"]
+    matched, missing = _match_sources(names, ["chorales/a.mid", "quartets/c.mid", "elsewhere/b.mid", "d.mid"])
+    assert matched == ["chorales/a.mid", "moved/c.mid"]
+    assert missing == ["elsewhere/b.mid", "d.mid"]  # b.mid is ambiguous, d.mid absent

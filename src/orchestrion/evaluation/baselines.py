@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from orchestrion.musika.models import TrainedAutoencoder
 
 DRUM_PROGRAM = 128
+DRUM_KEY_OFFSET = 128  # drum keys become tokens 128-255, apart from pitches 0-127
 UNITS_PER_BEAT = 12  # the n-gram's time grid: 1/12 beat holds sixteenths (3) and eighth triplets (4)
 MAX_UNITS = 8 * UNITS_PER_BEAT  # durations and onset gaps are capped at 8 beats
 OUTPUT_TPQ = 480  # ticks per quarter of the scores the n-gram writes
@@ -112,7 +113,8 @@ def _units(ticks: np.ndarray, ticks_per_quarter: int) -> np.ndarray:
 def track_notes(score: ScoreTick) -> list[tuple[int, list[Note]]]:
     """Every track with notes as ``(program, notes)``; notes ordered by onset then pitch, as tokens
     ``(pitch, duration, gap to the previous onset of the track)`` in 1/12-beat units (the first
-    gap counts from tick 0); drums have program 128."""
+    gap counts from tick 0). Drums have program 128 and their keys are shifted by 128 (a drum hit
+    never shares a token with a pitched note)."""
     out = []
     for track in score.tracks:
         notes = track.notes.numpy()
@@ -122,7 +124,7 @@ def track_notes(score: ScoreTick) -> list[tuple[int, list[Note]]]:
         onset = notes["time"][order].astype(np.int64)
         gaps = _units(np.diff(onset, prepend=0), score.ticks_per_quarter)
         durations = np.maximum(_units(notes["duration"][order].astype(np.int64), score.ticks_per_quarter), 1)
-        pitches = notes["pitch"][order].astype(np.int64)
+        pitches = notes["pitch"][order].astype(np.int64) + (DRUM_KEY_OFFSET if track.is_drum else 0)
         program = DRUM_PROGRAM if track.is_drum else int(track.program)
         out.append((program, list(zip(pitches.tolist(), durations.tolist(), gaps.tolist(), strict=True))))
     return out
@@ -166,7 +168,11 @@ class NoteNGram:
     def __post_init__(self) -> None:
         if self.order < 1:
             raise ValueError(f"an n-gram order must be ≥ 1, got {self.order}")
+        self._index_vocabulary()
+
+    def _index_vocabulary(self) -> None:
         self._ids: dict[Note, int] = {note: i + 1 for i, note in enumerate(self.vocabulary)}
+        self._drum_tokens = np.array([pitch >= DRUM_KEY_OFFSET for pitch, _, _ in self.vocabulary], bool)
 
     def token(self, note: Note) -> int:
         """The id of ``note`` (UNKNOWN = 0 for a note never seen in training)."""
@@ -187,7 +193,7 @@ class NoteNGram:
         if not tracks:
             raise DataError("the n-gram baseline needs training pieces with notes; none was given")
         self.vocabulary = sorted({note for _, notes in tracks for note in notes})
-        self._ids = {note: i + 1 for i, note in enumerate(self.vocabulary)}
+        self._index_vocabulary()
         size = len(self.vocabulary) + 1
         grams: set[tuple[int, ...]] = set()  # every distinct n-gram, n = 2 … order, of the padded tracks
         self.counts = [defaultdict(Counter) for _ in range(self.order)]
@@ -242,7 +248,7 @@ class NoteNGram:
             raise DataError("no note to score the n-gram model on")
         return total / count
 
-    def _draw(self, history: tuple[int, ...], rng: np.random.Generator) -> int:
+    def _draw(self, history: tuple[int, ...], drums: bool, rng: np.random.Generator) -> int:
         """One token from the interpolated distribution, drawn level by level: from the discounted counts
         of the longest seen context with their weight ``1 − D·types / total``, else one order lower."""
         for k in range(self.order - 1, 0, -1):
@@ -254,8 +260,9 @@ class NoteNGram:
             total = sum(following.values())
             if rng.random() < discounted.sum() / total:
                 return int(tokens[rng.choice(len(tokens), p=discounted / discounted.sum())])
-        # the lowest order without its unknown token, which is no note
-        weights = self.base[1:]
+        # the lowest order without its unknown token (no note) and without notes of the other kind: a
+        # drum track backing off to it must not draw a pitched note, nor a pitched track a drum hit
+        weights = np.where(self._drum_tokens == drums, self.base[1:], 0.0)
         return int(rng.choice(len(weights), p=weights / weights.sum())) + 1
 
     def sample(self, bars: int, rng: np.random.Generator) -> ScoreTick:
@@ -275,12 +282,12 @@ class NoteNGram:
         for program in template.programs:
             history, onset, notes = self.start(program), 0, []
             while True:
-                token = self._draw(history, rng)
+                token = self._draw(history, program == DRUM_PROGRAM, rng)
                 pitch, duration, gap = self.vocabulary[token - 1]
                 onset += gap
                 if onset >= end:
                     break
-                notes.append((onset, min(duration, end - onset), pitch))
+                notes.append((onset, min(duration, end - onset), pitch % DRUM_KEY_OFFSET))
                 history = (*history[1:], token) if self.order > 1 else history
             if not notes:
                 continue

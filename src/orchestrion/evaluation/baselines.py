@@ -154,7 +154,10 @@ def _template(score: ScoreTick) -> PieceTemplate:
 class NoteNGram:
     """An n-gram model of track notes, interpolated Kneser–Ney (see the module docstring).
 
-    ``order`` 1 is an add-one unigram, the reference the higher orders must beat. Fit with :meth:`fit`, score
+    ``order`` 1 is an add-one unigram, the reference the higher orders must beat. On the default
+    recipe's MIDI (394 training pieces, the 22 held-out ones scored) the held-out bits per note
+    are 10.95 (unigram), 8.94 (bigram), 8.76 (trigram) and 8.73 (4-gram): the report uses order 3.
+    Fit with :meth:`fit`, score
     with :meth:`bits_per_note`, draw pieces with :meth:`sample`.
     """
 

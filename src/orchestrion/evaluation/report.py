@@ -298,8 +298,9 @@ def musika_section(
         "(what the decoder makes without the GAN: a GAN must beat it to have learned anything); "
         "*spectrum-matched noise* has each held-out clip's exact magnitude spectrum and energy with random phase: "
         "the right long-term timbre and loudness with no notes, onsets or harmony (a model above it has not "
-        "even the timbre right). The split-half row compares "
-        "two halves of the held-out folder (half the excerpts each, so inflated by the small-set bias).",
+        "even the timbre right). The split-half row compares two halves of the held-out folder (its excerpts "
+        "column gives the smaller half; fewer excerpts than the whole folder, so it is inflated by the small-set "
+        "bias).",
     ]
     return Section(
         key="musika", title="Musika: generated audio (FAD)", intro=intro, tables=[table], notes=notes,

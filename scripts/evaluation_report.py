@@ -1,4 +1,4 @@
-"""Write docs/evaluation.md, docs/evaluation.json and docs/images/evaluation/*.png: every model next to baselines.
+r"""Write docs/evaluation.md, docs/evaluation.json and docs/images/evaluation/*.png: every model next to baselines.
 
     python scripts/evaluation_report.py --train-audio runs/default-models/train \
         --heldout-audio runs/default-models/heldout --midi runs/default-models/midi \

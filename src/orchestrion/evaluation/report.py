@@ -591,7 +591,9 @@ def symbolic_section(
         raise DataError(f"{midi_dir}: holds no piece outside the run's held-out split to train the n-gram on")
     skipped = SkipReport()
     rng = np.random.default_rng(seed)
-    heldout = [first_bars(s, bars) for s in _load_scores(midi_dir, held_names, skipped)]
+    # a piece silent for its first bars has nothing to compare (and no features)
+    heldout = [cut for cut in (first_bars(s, bars) for s in _load_scores(midi_dir, held_names, skipped))
+               if cut.note_num() > 0]
     training = _load_scores(midi_dir, train_names, skipped)
     if not heldout or not training:
         raise DataError(f"{midi_dir}: no readable held-out or training piece")
@@ -617,7 +619,8 @@ def symbolic_section(
         f"{ngram_order}-gram note model": _save_scores(root / "ngram",
                                                        [ngram.sample(bars, ngram_rng) for _ in range(pieces)], "ngram"),
         "training pieces (real vs real)": _save_scores(
-            root / "train", [first_bars(training[i], bars) for i in rng.permutation(len(training))[:pieces]], "train"),
+            root / "train", [cut for cut in (first_bars(training[i], bars) for i in rng.permutation(len(training)))
+                             if cut.note_num() > 0][:pieces], "train"),
     }
     reference_dir = _save_scores(root / "heldout", heldout, "heldout")
     log("symbolic: metrics")

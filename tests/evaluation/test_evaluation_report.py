@@ -244,3 +244,13 @@ def test_held_out_sources_are_found_by_path_or_unique_file_name() -> None:
     matched, missing = _match_sources(names, ["chorales/a.mid", "quartets/c.mid", "elsewhere/b.mid", "d.mid"])
     assert matched == ["chorales/a.mid", "moved/c.mid"]
     assert missing == ["elsewhere/b.mid", "d.mid"]  # b.mid is ambiguous, d.mid absent
+
+
+def test_the_same_seed_gives_the_same_numbers(report, inputs, tmp_path: Path) -> None:
+    from musika.gan_support import one_thread
+
+    with one_thread():
+        assert _script().main(_arguments(inputs, tmp_path)) == 0
+    again = json.loads((tmp_path / "evaluation.json").read_text())
+    for key in ("musika", "autoencoders", "symphony"):
+        assert again[key]["tables"] == report["json"][key]["tables"], key

@@ -205,6 +205,21 @@ def test_a_midi_folder_without_the_held_out_pieces_is_one_clear_error(inputs, tm
     assert not (tmp_path / "docs" / "evaluation.md").exists()
 
 
+def test_training_curves_come_from_autoencoder_runs_only(inputs, tmp_path: Path) -> None:
+    from orchestrion.evaluation.report import _training_curves_png
+
+    run = tmp_path / "l1p1"
+    shutil.copytree(inputs["l1p1"], run)
+    with open(run / "metrics.jsonl", "a") as handle:
+        handle.write('{"step": 7, "loss": 0.')  # a line torn by an interrupted training
+    gan = tmp_path / "gan"
+    shutil.copytree(inputs["gan"], gan)
+    (gan / "metrics.jsonl").write_text('{"step": 1, "d_loss": 1.0}\n')  # GAN losses, not the autoencoder's
+    curves, missing = _training_curves_png({"l1p1": run, "gan": gan}, tmp_path / "curves.png")
+    assert curves.read_bytes()[:4] == b"\x89PNG" and missing == ["gan"]
+    assert _training_curves_png({"gan": gan}, tmp_path / "none.png") == (None, ["gan"])
+
+
 def test_exported_models_keep_their_step_and_held_out_split(inputs, tmp_path: Path) -> None:
     from orchestrion.evaluation.report import heldout_sources, model_step
     from orchestrion.pretrained import export_model

@@ -348,9 +348,33 @@ def write_excerpts(folder: str | Path, out: Path, files: int, seconds: float, sk
 _AE_COLUMNS = ("log_mel_distance", "multiscale_spectral_distance", "lsd_db")
 
 
+def _logged_metrics(run: Path) -> list[dict]:
+    """The rows of an autoencoder training run's ``metrics.jsonl`` (none for another kind of run, e.g.
+    a GAN run whose autoencoder is studied, or an exported model; a torn last line is ignored)."""
+    from orchestrion.checkpoint import resolve_checkpoint
+    from orchestrion.musika.models import AUTOENCODER_KIND
+
+    try:
+        kind = json.loads((resolve_checkpoint(run) / "config.json").read_text()).get("kind")
+    except (OSError, json.JSONDecodeError):
+        return []
+    metrics = run_directory(run) / "metrics.jsonl"
+    if kind != AUTOENCODER_KIND or not metrics.is_file():
+        return []
+    rows = []
+    for line in metrics.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+    return rows
+
+
 def _training_curves_png(runs: dict[str, Path], path: Path) -> tuple[Path | None, list[str]]:
     """One panel per run with every logged loss against the step; returns the PNG (None without
-    any metrics) and the names of runs without a ``metrics.jsonl``."""
+    any metrics) and the names of runs without autoencoder training metrics."""
     import io
 
     import matplotlib
@@ -360,13 +384,7 @@ def _training_curves_png(runs: dict[str, Path], path: Path) -> tuple[Path | None
 
     from orchestrion.fileio import atomic_write_bytes
 
-    logged = {}
-    for name, run in runs.items():
-        metrics = run_directory(run) / "metrics.jsonl"
-        if metrics.is_file():
-            rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-            if rows:
-                logged[name] = rows
+    logged = {name: rows for name, run in runs.items() if (rows := _logged_metrics(run))}
     missing = [name for name in runs if name not in logged]
     if not logged:
         return None, missing
@@ -376,9 +394,9 @@ def _training_curves_png(runs: dict[str, Path], path: Path) -> tuple[Path | None
         numeric = {k for row in rows for k, v in row.items() if isinstance(v, (int, float))}
         keys = sorted(numeric - {"step", "time", "lr"})
         for key in keys:
-            points = [(row["step"], row[key]) for row in rows if key in row]
+            points = [(row["step"], row[key]) for row in rows if isinstance(row.get(key), (int, float))]
             axis.plot(*zip(*points, strict=True), label=key, linewidth=1)
-        if all(row[k] > 0 for row in rows for k in keys if k in row):
+        if all(row[k] > 0 for row in rows for k in keys if isinstance(row.get(k), (int, float))):
             axis.set_yscale("log")
         axis.set(title=name, xlabel="step", ylabel="training loss")
         axis.legend(fontsize=8)
@@ -480,7 +498,8 @@ def autoencoder_section(
         images_list.insert(0, ("training curves", IMAGES / curves.name))
     if without_metrics:
         notes.append("No training curve for " + ", ".join(f"`{n}`" for n in without_metrics)
-                     + " (no `metrics.jsonl` next to the checkpoint: an exported model).")
+                     + " (not an autoencoder training run with its `metrics.jsonl`: an exported model or the "
+                     "autoencoder stored in a latent-GAN run).")
     return Section(
         key="autoencoders", title="Musika autoencoders: reconstruction quality", intro=intro, tables=tables,
         notes=notes, images=images_list,

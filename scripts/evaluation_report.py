@@ -76,6 +76,9 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument("--heldout-audio", type=Path, help="held-out audio folder (the FAD reference)")
     data.add_argument("--ood-audio", type=Path, help="out-of-domain audio folder for the autoencoder study")
     data.add_argument("--midi", type=Path, help="folder the SymphonyNet run's pieces were tokenized from")
+    data.add_argument("--embedder", default="spectral-stats",
+                      help="FAD embedder (default spectral-stats, offline; vggish needs --weights)")
+    data.add_argument("--weights", type=Path, help="local weight file of a learned FAD embedder (VGGish)")
     sizes = p.add_argument_group("sizes")
     sizes.add_argument("--clips", type=_positive_int, default=32, help="generated clips per set (default 32)")
     sizes.add_argument("--clip-seconds", type=_positive_float, default=10.0, help="seconds per clip (default 10)")
@@ -138,7 +141,8 @@ def build_report(args: argparse.Namespace, argv: list[str], scratch: Path):
     else:
         report.sections.append(musika_section(
             musika_model, args.train_audio, args.heldout_audio, scratch=scratch, images=images, clips=args.clips,
-            clip_seconds=args.clip_seconds, densities=args.densities, seed=args.seed, log=log))
+            clip_seconds=args.clip_seconds, densities=args.densities, seed=args.seed, embedder=args.embedder,
+            weights=args.weights, log=log))
 
     title = "Musika autoencoders: reconstruction quality"
     # by default the autoencoder of the latent GAN (given or bundled) is studied

@@ -180,6 +180,12 @@ def test_a_used_scratch_folder_is_refused_before_the_work(inputs, tmp_path: Path
     assert not (tmp_path / "docs").exists()
 
 
+def test_a_learned_embedder_without_its_weights_is_refused_before_the_work(inputs, tmp_path: Path, capsys) -> None:
+    code = _script().main([*_arguments(inputs, tmp_path / "docs"), "--embedder", "vggish"])
+    assert code == 2 and "needs a local weight file" in capsys.readouterr().err
+    assert not (tmp_path / "docs").exists()
+
+
 def test_sections_without_their_inputs_are_left_out_with_the_reason(inputs, tmp_path: Path) -> None:
     assert _script().main(["--musika-model", str(inputs["gan"]), "--symphony-model", str(inputs["symphony"]),
                            "--out", str(tmp_path)]) == 0

@@ -216,6 +216,8 @@ def musika_section(
     clip_seconds: float = 10.0,
     densities: Sequence[float] = DEFAULT_DENSITIES,
     seed: int = 0,
+    embedder: str = "spectral-stats",
+    weights: str | Path | None = None,
     log: Log = _quiet,
 ) -> Section:
     """FAD of ``clips`` generated clips of ``clip_seconds`` (per note-density value of a conditional
@@ -223,6 +225,7 @@ def musika_section(
 
     Clips are mono (the GAN's left channel decoded alone, as the random-latent baseline), so every
     set is made the same way. ``images`` is the folder of the report's pictures (``<report>/images/evaluation``).
+    ``embedder`` names the FAD embedder, ``weights`` the local weight file of a learned one (VGGish).
     """
     from orchestrion.evaluation.baselines import latent_statistics, random_latent_audio, spectrum_matched_noise
     from orchestrion.evaluation.embedders import build_embedder, embedder_info
@@ -232,6 +235,8 @@ def musika_section(
     from orchestrion.musika.models import load_latent_gan
 
     started = time.perf_counter()
+    info = embedder_info(embedder)
+    embedding = build_embedder(embedder, weights, "cpu")  # a missing weight file fails before the work
     model = load_latent_gan(model_path, "cpu")
     rng = np.random.default_rng(seed)
     skipped = SkipReport()
@@ -263,13 +268,12 @@ def musika_section(
     )
 
     log("musika: embedding and FAD")
-    embedder = build_embedder("spectral-stats", None, "cpu")
-    reference = embed_folder(heldout_audio, embedder, progress=False)
+    reference = embed_folder(heldout_audio, embedding, progress=False)
     reference_embeddings = reference.stacked()
     table = ReportTable(f"FAD against the held-out audio ({reference.n_excerpts} excerpts of 1 s from "
                         f"{_plural(len(reference.files), 'file')})", ["FAD ↓", "excerpts"])
     for label, folder in sets.items():
-        embedded = embed_folder(folder, embedder, progress=False)
+        embedded = embed_folder(folder, embedding, progress=False)
         table.add(label, [fad_from_embeddings(reference_embeddings, embedded.stacked()), embedded.n_excerpts])
     half_a, half_b, method = split_half(reference)
     if min(len(half_a), len(half_b)) >= 2:
@@ -281,15 +285,14 @@ def musika_section(
         images / "musika_generated.png",
         [(f"{generated_example[0]}, seed {seed}", generated_example[1]), (f"held-out: {held_label}", held_wave)],
     )
-    info = embedder_info("spectral-stats")
     step = model_step(model_path)
     intro = [
         f"Latent GAN `{model_path}` (step {_step_text(step)}): {clips} mono clips of {clip_seconds:g} s"
         + (f" per note-density value ({', '.join(f'{v:g}' for v in values)}; other conditions at the middle of "
            "their range)" if conditional else "")
         + f", seeds {seed}…{seed + clips - 1}. Reference: `{heldout_audio}`.",
-        f"Embedder `{info.name}`: {info.description}. Compare the rows with one another only; lower is closer "
-        "to the held-out audio.",
+        f"Embedder `{info.name}`: {info.description}. Lower is closer to the held-out audio; FAD depends on the "
+        "embedder and on the set size, so compare rows of equal size within this table.",
     ]
     notes = [
         "How to read it: *training audio* is a real-vs-real score (other recordings of the same kind of music: "

@@ -638,8 +638,9 @@ def symbolic_section(
         "SymphonyNet": _save_scores(root / "generated", generated, "generated"),
         "held-out, pitches shuffled": _save_scores(root / "shuffled", [shuffle_pitches(s, rng) for s in heldout],
                                                    "shuffled"),
-        f"{ngram_order}-gram note model": _save_scores(root / "ngram",
-                                                       [ngram.sample(bars, ngram_rng) for _ in range(pieces)], "ngram"),
+        f"{ngram_order}-gram note model": _save_scores(
+            root / "ngram", [p for p in (ngram.sample(bars, ngram_rng) for _ in range(pieces)) if p.note_num() > 0],
+            "ngram"),
         "training pieces (real vs real)": _save_scores(
             root / "train", [cut for cut in (first_bars(training[i], bars) for i in rng.permutation(len(training)))
                              if cut.note_num() > 0][:pieces], "train"),

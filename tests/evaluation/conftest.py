@@ -21,3 +21,13 @@ def chorale(tmp_path_factory) -> np.ndarray:
     rendered: Path = render_corpus("demo", tmp_path_factory.mktemp("chorale"), limit=1)[0]
     audio = load_audio(rendered, channels=1)[0].astype(np.float64)
     return audio[-4 * 22050 :]
+
+
+@pytest.fixture(scope="session")
+def chorale_midi(tmp_path_factory) -> Path:
+    """Twelve Bach chorales of the built-in corpus as MIDI files, in ``chorales/`` under the returned folder."""
+    from orchestrion.corpora.export import export_corpus
+
+    root = tmp_path_factory.mktemp("chorale_midi")
+    export_corpus("bach-chorales", root / "chorales", limit=12)
+    return root

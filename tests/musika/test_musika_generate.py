@@ -221,11 +221,24 @@ def test_any_length_is_one_batched_generator_pass(model, monkeypatch):
 
 
 def test_bf16_decoders_stay_close_to_fp32(model):
-    exact = generate(model, 2.0, seed=4).astype(np.float64)
+    exact = generate(model, 2.0, seed=4, precision="fp32").astype(np.float64)
     fast = generate(model, 2.0, seed=4, precision="bf16").astype(np.float64)
     assert fast.shape == exact.shape
     snr = 10 * np.log10(np.sum(exact**2) / np.sum((fast - exact) ** 2))
     assert 30.0 < snr < 80.0  # lossy, but within the 30 dB bound (38 dB on this model)
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_has_bfloat16_units(model):
+    from orchestrion.musika.generate import GenerationError, resolve_precision
+
+    cpu = torch.device("cpu")
+    expected = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    assert resolve_precision("auto", cpu) == expected
+    assert resolve_precision("auto", torch.device("cuda")) == "fp32"  # the fast bf16 decoder is CPU-only
+    assert resolve_precision("fp32", cpu) == "fp32"
+    np.testing.assert_array_equal(generate(model, 1.0, seed=2), generate(model, 1.0, seed=2, precision=expected))
+    with pytest.raises(GenerationError, match="unknown precision 'fp16'"):
+        resolve_precision("fp16", cpu)
 
 
 def test_an_endless_stream_holds_bounded_state(model):

@@ -328,7 +328,9 @@ def generate(
     ),
     truncation: float = typer.Option(0.885, "--truncation", help="Truncation of style and anchors: lower is tamer."),
     mono: bool = typer.Option(False, "--mono", help="One channel (the left latent channel; half the decoding)."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, or bf16 (faster on CPUs with bf16 units)."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto (bf16 on CPUs with bf16 units, else fp32), fp32 or bf16."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
     png: bool = typer.Option(False, "--png", help="Also write OUT.png: spectrogram of the first two minutes."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -380,7 +382,9 @@ def stream(
     tempo: str | None = typer.Option(None, "--tempo", help="Tempo in BPM or a CSV curve."),
     truncation: float = typer.Option(0.885, "--truncation", help="Truncation of style and anchors."),
     mono: bool = typer.Option(False, "--mono", help="One channel."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto (bf16 on CPUs with bf16 units, else fp32), fp32 or bf16."
+    ),
     audio_format: str = typer.Option(
         "wav", "--format", help="With --out -: wav (16-bit, endless header) or raw (s16le, 22050 Hz, interleaved)."
     ),

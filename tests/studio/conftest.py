@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from gan_support import write_gan_run
-from generate_support import corpus_midis, train_debug_model
-from train_support import melody
 
+from musika.gan_support import write_gan_run
+from musika.train_support import melody
 from orchestrion.audio.io import save_audio
 from orchestrion.checkpoint import save_checkpoint
 from orchestrion.symbolic.midi import parse_midi, save_midi
 from orchestrion.symphony.config import SymphonyTrainingConfig
+from symphony.generate_support import corpus_midis, train_debug_model
 
 
 @pytest.fixture(scope="session", autouse=True)

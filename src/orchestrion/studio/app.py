@@ -31,7 +31,7 @@ from orchestrion.studio.limits import (
     limits_text,
 )
 from orchestrion.studio.models import ModelCache, ModelDefault, chosen_folder
-from orchestrion.studio.streaming import LiveStream, wav_chunk
+from orchestrion.studio.streaming import LiveStream, require_stream_encoder, wav_chunk
 
 log = logging.getLogger("orchestrion.studio")
 
@@ -124,6 +124,7 @@ def build_app(settings: StudioSettings, cache: ModelCache | None = None):
 
     def play(model_text, seed, endless, seconds, density, tempo, request: gr.Request):
         try:
+            require_stream_encoder()
             gan = cache.latent_gan(chosen_folder(model_text, settings.musika))
             live = LiveStream(gan, jobs.new_job_folder(workspace, "musika"), seed=int(seed),
                               seconds=None if endless else float(seconds), note_density=density, tempo=tempo)

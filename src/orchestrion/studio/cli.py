@@ -44,14 +44,19 @@ def studio(
     from orchestrion.device import resolve_device
     from orchestrion.studio.app import StudioSettings, launch
     from orchestrion.studio.models import model_default
+    from orchestrion.studio.streaming import require_stream_encoder
 
     resolved = str(resolve_device(device))
     with tempfile.TemporaryDirectory(prefix="orchestrion-studio-") as workspace:
         settings = StudioSettings(model_default("musika", musika_model), model_default("symphony", symphony_model),
                                   Path(workspace), resolved)
-        for default in (settings.musika, settings.symphony):
-            if default.problem:
-                typer.echo(f"warning: {default.problem}", err=True)
+        problems = [default.problem for default in (settings.musika, settings.symphony) if default.problem]
+        try:
+            require_stream_encoder()
+        except OrchestrionError as error:
+            problems.append(str(error))
+        for problem in problems:
+            typer.echo(f"warning: {problem}", err=True)
         typer.echo(f"orchestrion studio on http://{host}:{port} (Ctrl-C stops it)", err=True)
         launch(settings, host=host, port=port)
 

@@ -27,6 +27,17 @@ from orchestrion.studio.limits import (
 )
 
 
+def require_stream_encoder() -> None:
+    """Raise :class:`GenerationError` when ffmpeg is missing: gradio encodes streamed audio with it."""
+    import shutil
+
+    if shutil.which("ffmpeg") is None:
+        raise GenerationError(
+            "streaming to the browser needs ffmpeg (gradio encodes the stream with it): "
+            "install it, e.g. apt-get install ffmpeg"
+        )
+
+
 def trained_conditions(model, note_density: float | None, tempo: float | None) -> dict[str, float]:
     """The given conditioning values the model was trained with (a page always sends both sliders)."""
     given = {"note_density": note_density, "tempo": tempo}

@@ -40,7 +40,10 @@ def studio(
     try:
         import gradio  # noqa: F401
     except ImportError:
-        raise OrchestrionError("the studio needs gradio: pip install 'orchestrion[studio]'") from None
+        # no brackets in the message: the CLI prints errors as rich markup, which would eat "[studio]"
+        raise OrchestrionError(
+            "the studio needs gradio: pip install 'gradio>=6.0' (or orchestrion with its studio extra)"
+        ) from None
     from orchestrion.device import resolve_device
     from orchestrion.studio.app import StudioSettings, launch
     from orchestrion.studio.models import model_default

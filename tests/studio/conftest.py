@@ -60,3 +60,11 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     files["not_audio"].write_text("these are words, not sound\n")
     files["corrupt_audio"].write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(20))
     return files
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Keep each phase's report on the test item, so fixtures can save evidence of a failed test."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)

@@ -96,8 +96,11 @@ def studio_url(gan_run: Path, symphony_run: Path, tmp_path_factory: pytest.TempP
 
 
 @pytest.fixture
-def open_page(browser, studio_url: str) -> Iterator:
-    """A function opening the studio in a new browser context (its own cookies: a separate tab's session)."""
+def open_page(browser, studio_url: str, request: pytest.FixtureRequest) -> Iterator:
+    """A function opening the studio in a new browser context (its own cookies: a separate tab's session).
+
+    When the test fails, every page it opened is saved as a screenshot next to the others.
+    """
     contexts = []
 
     def open_() -> object:
@@ -110,7 +113,11 @@ def open_page(browser, studio_url: str) -> Iterator:
         return page
 
     yield open_
-    for context in contexts:
+    report = getattr(request.node, "report_call", None)
+    for k, context in enumerate(contexts):
+        if report is not None and report.failed:
+            for page in context.pages:
+                _screenshot(page, f"failed-{request.node.name}-{k}")
         context.close()
 
 
@@ -119,11 +126,19 @@ def _screenshot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def _status(page, selector: str, starts: tuple[str, ...] = ("Done:", "Error:")) -> str:
-    """The tab's status line once the request finished (gradio shows its progress there meanwhile)."""
+def _run(page, button: str, status: str) -> str:
+    """Click ``button`` and return the tab's new status line once the request finished (gradio shows its
+    progress there meanwhile, and the line of the previous request until then)."""
+    before = page.inner_text(status)
+    page.click(button)
+    return _status(page, status, before)
+
+
+def _status(page, selector: str, before: str = "") -> str:
+    """The status line once it is a finished request's ("Done:" or "Error:") and differs from ``before``."""
     page.wait_for_function(
-        "([s, starts]) => { const t = document.querySelector(s).innerText.trim();"
-        " return starts.some(p => t.startsWith(p)); }", arg=[selector, list(starts)])
+        "([s, before]) => { const t = document.querySelector(s).innerText;"
+        " return t !== before && ['Done:', 'Error:'].some(p => t.trim().startsWith(p)); }", arg=[selector, before])
     return " ".join(page.inner_text(selector).split())
 
 
@@ -175,10 +190,11 @@ def _set_slider(page, selector: str, value: float) -> None:
 
 
 def test_endless_audio_streams_and_the_sliders_steer_it(open_page) -> None:
-    page = open_page()
-    cold = _first_audio_seconds(page)  # the server loads the model on this first click
-    page.click("#musika-stop")
-    assert _status(page, "#musika-status").startswith("Done: stopped after")
+    first = open_page()
+    cold = _first_audio_seconds(first)  # the server loads the model on this first click
+    first.click("#musika-stop")
+    assert _status(first, "#musika-status").startswith("Done: stopped after")
+    page = open_page()  # a fresh tab: no audio element of an earlier stream to mistake for this one
     warm = _first_audio_seconds(page)
     page.wait_for_function("() => document.querySelector('#musika-status').innerText.startsWith('Streaming seed 0')")
     _set_slider(page, "#musika-density", 0.9)
@@ -186,7 +202,9 @@ def test_endless_audio_streams_and_the_sliders_steer_it(open_page) -> None:
     _set_slider(page, "#musika-tempo", 190)  # the slider goes to 200, this model was trained on 80..180 BPM
     page.wait_for_function("() => document.querySelector('#musika-control').innerText.includes('Error:')")
     assert "tempo 190 BPM is outside 80..180 BPM" in page.inner_text("#musika-control")
-    page.wait_for_timeout(1500)  # let it play on after the refused value
+    _set_slider(page, "#musika-tempo", 150)  # the stream played on after the refused value and takes this one
+    page.wait_for_function("() => document.querySelector('#musika-control').innerText.includes('tempo 150 BPM')")
+    assert page.inner_text("#musika-status").startswith("Streaming seed 0")
     page.click("#musika-stop")
     assert re.match(r"Done: stopped after \d+\.\d s, seed 0", _status(page, "#musika-status"))
     _picture(page, "#musika-spectrogram")
@@ -200,21 +218,18 @@ def test_endless_audio_streams_and_the_sliders_steer_it(open_page) -> None:
 def test_symbolic_tab_generates_orchestrates_and_reports_a_corrupt_midi(open_page, inputs) -> None:
     page = open_page()
     page.get_by_role("tab", name="Symbolic").click()
-    page.click("#symphony-generate")
-    assert "seed 0, from scratch" in _status(page, "#symphony-status")
+    assert "seed 0, from scratch" in _run(page, "#symphony-generate", "#symphony-status")
     _picture(page, "#symphony-pianoroll")
     _playable(page, "#symphony-audio")
     assert "symphony-seed0.mid" in _download(page, "#symphony-midi")
     _screenshot(page, "symbolic-generate")
 
     _upload(page, "#orchestrate-upload", inputs["corrupt_midi"])
-    page.click("#orchestrate-run")
-    assert _status(page, "#orchestrate-status").startswith(
+    assert _run(page, "#orchestrate-run", "#orchestrate-status").startswith(
         "Error: corrupt.mid: not a valid MIDI file, corrupt (header cut short at 10 bytes)")
     _screenshot(page, "orchestrate-corrupt-midi")
     _upload(page, "#orchestrate-upload", inputs["midi"])
-    page.click("#orchestrate-run")
-    assert _status(page, "#orchestrate-status").startswith("Done: chorale.mid: ")
+    assert _run(page, "#orchestrate-run", "#orchestrate-status").startswith("Done: chorale.mid: ")
     _playable(page, "#orchestrate-original-audio")
     _playable(page, "#orchestrate-audio")
     _picture(page, "#orchestrate-pianoroll")
@@ -226,11 +241,11 @@ def test_reconstruction_tab_compares_and_reports_a_file_that_is_not_audio(open_p
     page = open_page()
     page.get_by_role("tab", name="Reconstruction").click()
     _upload(page, "#reconstruct-upload", inputs["not_audio"])
-    page.click("#reconstruct-run")
-    assert _status(page, "#reconstruct-status").startswith("Error: notes.txt: unsupported audio extension '.txt'")
+    message = _run(page, "#reconstruct-run", "#reconstruct-status")
+    assert message.startswith("Error: notes.txt: unsupported audio extension '.txt'")
     _upload(page, "#reconstruct-upload", inputs["audio"])
-    page.click("#reconstruct-run")
-    assert _status(page, "#reconstruct-status") == "Done: melody.wav: 2.0 s, 2 channel(s), reconstructed at level 2"
+    message = _run(page, "#reconstruct-run", "#reconstruct-status")
+    assert message == "Done: melody.wav: 2.0 s, 2 channel(s), reconstructed at level 2"
     _playable(page, "#reconstruct-original")
     _playable(page, "#reconstruct-audio")
     _picture(page, "#reconstruct-spectrograms")

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import orchestrion
+from orchestrion.studio.limits import MAX_UPLOAD_MEGABYTES
 
 pytestmark = pytest.mark.slow
 
@@ -237,9 +238,15 @@ def test_symbolic_tab_generates_orchestrates_and_reports_a_corrupt_midi(open_pag
     _screenshot(page, "orchestrate")
 
 
-def test_reconstruction_tab_compares_and_reports_a_file_that_is_not_audio(open_page, inputs) -> None:
+def test_reconstruction_tab_compares_and_reports_bad_uploads(open_page, inputs, tmp_path: Path) -> None:
     page = open_page()
     page.get_by_role("tab", name="Reconstruction").click()
+    big = tmp_path / "big.wav"
+    with open(big, "wb") as handle:
+        handle.truncate((MAX_UPLOAD_MEGABYTES + 1) * 1024 * 1024)
+    page.set_input_files("#reconstruct-upload input[type=file]", str(big))  # refused by the web server's limit
+    page.get_by_text(f"exceed the maximum allowed size of {MAX_UPLOAD_MEGABYTES}.0 Mb").wait_for()
+    _screenshot(page, "upload-too-large")
     _upload(page, "#reconstruct-upload", inputs["not_audio"])
     message = _run(page, "#reconstruct-run", "#reconstruct-status")
     assert message.startswith("Error: notes.txt: unsupported audio extension '.txt'")

@@ -132,10 +132,11 @@ def build_app(settings: StudioSettings, cache: ModelCache | None = None):
             yield None, None, None, error_message(error)
             return
         sessions.start(request.session_hash, live)
+        steering = "" if gan.config.conditions else " (this model has no conditions: the sliders do nothing)"
         try:
             for block in live.blocks():
                 played = live.samples_sent / 22050
-                yield wav_chunk(block), gr.skip(), gr.skip(), f"Streaming seed {live.seed}: {played:.1f} s"
+                yield wav_chunk(block), gr.skip(), gr.skip(), f"Streaming seed {live.seed}: {played:.1f} s{steering}"
         except Exception as error:
             yield None, None, None, error_message(error)
             return

@@ -8,8 +8,10 @@ On CI (CI=true) a missing chromium or Playwright fails these tests; elsewhere th
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -47,6 +49,10 @@ def _unavailable(reason: str) -> None:
 def browser() -> Iterator:
     if not CHROMIUM.is_file():
         _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
+    if shutil.which("ffmpeg") is None:
+        _unavailable("ffmpeg is missing (apt-get install ffmpeg): gradio streams audio through it")
+    if importlib.util.find_spec("gradio") is None:
+        _unavailable("gradio is not installed (pip install -e '.[test]')")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

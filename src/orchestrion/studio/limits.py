@@ -13,7 +13,7 @@ MAX_STREAM_SECONDS = 1800.0  # an endless stream ends by itself after this long
 MAX_GENERATED_BARS = 64  # new bars of one SymphonyNet generation
 MAX_MIDI_NOTES = 20_000  # notes in an uploaded MIDI file
 MAX_MIDI_SECONDS = 600.0  # length of an uploaded MIDI file
-MAX_PARALLEL_JOBS = 4  # requests the server works on at once (more wait in the queue)
+MAX_PARALLEL_JOBS = 4  # requests of one kind (streams, generations, ...) served at once; more wait in the queue
 STREAM_LOOKAHEAD_SECONDS = 2.0  # how far a stream runs ahead of playback: sliders act within about this long
 STREAM_BLOCK_SECONDS = 0.5  # audio per streamed chunk
 
@@ -24,5 +24,5 @@ def limits_text() -> str:
         f"uploads up to {MAX_UPLOAD_MEGABYTES} MB; audio to reconstruct up to {MAX_UPLOAD_AUDIO_SECONDS:g} s; "
         f"generated audio up to {MAX_GENERATION_SECONDS:g} s, endless streams stop after "
         f"{MAX_STREAM_SECONDS / 60:g} min; up to {MAX_GENERATED_BARS} new bars; uploaded MIDI up to "
-        f"{MAX_MIDI_NOTES:,} notes and {MAX_MIDI_SECONDS:g} s; {MAX_PARALLEL_JOBS} requests at once"
+        f"{MAX_MIDI_NOTES:,} notes and {MAX_MIDI_SECONDS:g} s; {MAX_PARALLEL_JOBS} requests of each kind at once"
     )

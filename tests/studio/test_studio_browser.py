@@ -287,5 +287,12 @@ def test_two_tabs_at_once_keep_their_own_streams_and_files(open_page) -> None:
     assert _status(first, "#musika-status").startswith("Done: stopped after")
     second.wait_for_timeout(1000)
     assert " ".join(second.inner_text("#musika-status").split()).startswith("Streaming seed 5")  # still playing
+
+    first.locator("#musika-endless input").uncheck()  # a fixed length in the first tab ends by itself
+    _set_slider(first, "#musika-seconds", 2)
+    first.fill("#musika-seed input", "6")
+    assert _run(first, "#musika-play", "#musika-status").startswith("Done: finished after 2.0 s, seed 6")
+    _picture(first, "#musika-spectrogram")
+    assert " ".join(second.inner_text("#musika-status").split()).startswith("Streaming seed 5")
     second.click("#musika-stop")
     assert re.match(r"Done: stopped after .*, seed 5", _status(second, "#musika-status"))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cli_support import run_fails, run_ok
+from orchestrion.errors import MidiError
 from orchestrion.studio import limits
 
 
@@ -41,3 +42,30 @@ def test_the_page_builds_without_models_and_each_tab_says_why(tmp_path: Path) ->
                          ("reconstruct-model-note", "musika")):
         assert by_id[note].value == f"**Error:** {missing.format(family, family)}"
     assert by_id["musika-model"].value == "" and by_id["symphony-model"].value == ""
+
+
+def test_unexpected_errors_become_a_line_in_the_page_and_tabs_keep_their_own_streams(tmp_path: Path) -> None:
+    pytest.importorskip("gradio")
+    from orchestrion.studio.app import Sessions, _guarded, error_message
+
+    @_guarded(3)
+    def broken(value):
+        raise ValueError(f"cannot use {value}")
+
+    assert broken(7) == (None, None, "**Error:** internal error (ValueError: cannot use 7); the server log has "
+                                     "the details")
+    assert error_message(MidiError("a.mid: corrupt")) == "**Error:** a.mid: corrupt"
+
+    class Stream:
+        stopped = False
+
+        def stop(self) -> None:
+            self.stopped = True
+
+    sessions, one, two, again = Sessions(), Stream(), Stream(), Stream()
+    sessions.start("tab-1", one)
+    sessions.start("tab-2", two)
+    sessions.start("tab-1", again)  # Play again in tab 1 replaces only tab 1's stream
+    assert one.stopped and not two.stopped and sessions.get("tab-1") is again
+    sessions.end("tab-2")  # tab 2 closed
+    assert two.stopped and sessions.get("tab-2") is None and not again.stopped

@@ -241,3 +241,13 @@ def test_the_bundled_default_or_the_reason_it_is_missing(monkeypatch, tmp_path: 
     default = model_default("symphony", None)
     assert default.path is None and re.search(r"no bundled symphony model.*--symphony-model RUN_DIR", default.problem)
     assert default.field_text == ""
+
+
+def test_page_numbers_must_be_whole() -> None:
+    assert jobs.whole_number(3.0, "seed") == 3 and jobs.whole_number("12", "bars", 1) == 12
+    with pytest.raises(jobs.RequestError, match=r"^seed must be a whole number >= 0, the field is empty"):
+        jobs.whole_number(None, "seed")
+    with pytest.raises(jobs.RequestError, match=r"^bars must be a whole number >= 1, got 2\.5"):
+        jobs.whole_number(2.5, "bars", 1)
+    with pytest.raises(jobs.RequestError, match=r"^seed must be a whole number >= 0, got -1"):
+        jobs.whole_number(-1, "seed")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from orchestrion.audio.spectral import SAMPLE_RATE
 from orchestrion.errors import OrchestrionError
 from orchestrion.studio import jobs
 from orchestrion.studio.limits import (
@@ -126,8 +127,9 @@ def build_app(settings: StudioSettings, cache: ModelCache | None = None):
         try:
             require_stream_encoder()
             gan = cache.latent_gan(chosen_folder(model_text, settings.musika))
-            live = LiveStream(gan, jobs.new_job_folder(workspace, "musika"), seed=int(seed),
-                              seconds=None if endless else float(seconds), note_density=density, tempo=tempo)
+            live = LiveStream(gan, jobs.new_job_folder(workspace, "musika"), seed=jobs.whole_number(seed, "seed"),
+                              seconds=None if endless else jobs.whole_number(seconds, "length", 1),
+                              note_density=density, tempo=tempo)
         except Exception as error:
             yield None, None, None, error_message(error)
             return
@@ -135,14 +137,14 @@ def build_app(settings: StudioSettings, cache: ModelCache | None = None):
         steering = "" if gan.config.conditions else " (this model has no conditions: the sliders do nothing)"
         try:
             for block in live.blocks():
-                played = live.samples_sent / 22050
+                played = live.samples_sent / SAMPLE_RATE
                 yield wav_chunk(block), gr.skip(), gr.skip(), f"Streaming seed {live.seed}: {played:.1f} s{steering}"
         except Exception as error:
             yield None, None, None, error_message(error)
             return
         how = "stopped" if live.stopped else "finished"
         yield (gr.skip(), str(live.wav_path), str(live.png_path),
-               ok_message(f"{how} after {live.samples_sent / 22050:.1f} s, seed {live.seed} "
+               ok_message(f"{how} after {live.samples_sent / SAMPLE_RATE:.1f} s, seed {live.seed} "
                           f"(first block ready {live.first_block_seconds:.2f} s after the model)"))
 
     def steer(density, tempo, request: gr.Request):
@@ -166,9 +168,10 @@ def build_app(settings: StudioSettings, cache: ModelCache | None = None):
     def compose(model_text, bars, seed, temperature, top_p, instruments, prompt, prompt_bars):
         trained = cache.symphony(chosen_folder(model_text, settings.symphony))
         request = jobs.SymbolicRequest(
-            bars=int(bars), seed=int(seed), temperature=float(temperature), top_p=float(top_p),
-            instruments=tuple(instruments or ()), prompt=Path(prompt) if prompt else None,
-            prompt_bars=int(prompt_bars) if prompt_bars else None,
+            bars=jobs.whole_number(bars, "bars", 1), seed=jobs.whole_number(seed, "seed"),
+            temperature=float(temperature), top_p=float(top_p), instruments=tuple(instruments or ()),
+            prompt=Path(prompt) if prompt else None,
+            prompt_bars=None if prompt_bars is None else jobs.whole_number(prompt_bars, "prompt bars") or None,
         )
         result = jobs.generate_symbolic(trained, request, jobs.new_job_folder(workspace, "symphony"))
         return (str(result.pianoroll), str(result.audio), str(result.midi), result.table,
@@ -178,7 +181,7 @@ def build_app(settings: StudioSettings, cache: ModelCache | None = None):
     def orchestrate(model_text, upload, seed, keep_drums, instruments):
         trained = cache.symphony(chosen_folder(model_text, settings.symphony))
         result = jobs.orchestrate_upload(trained, upload, jobs.new_job_folder(workspace, "orchestrate"),
-                                         seed=int(seed), keep_drums=bool(keep_drums),
+                                         seed=jobs.whole_number(seed, "seed"), keep_drums=bool(keep_drums),
                                          instruments=tuple(instruments or ()))
         return (str(result.original_audio), str(result.original_pianoroll), str(result.audio),
                 str(result.pianoroll), str(result.midi), result.table, ok_message(result.message))

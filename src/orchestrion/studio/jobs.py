@@ -16,6 +16,21 @@ from orchestrion.studio.limits import MAX_GENERATED_BARS
 from orchestrion.studio.uploads import read_audio_upload, read_midi_upload, user_facing
 
 
+class RequestError(OrchestrionError):
+    """A value from the page cannot be used (an empty or fractional number where a whole one is needed)."""
+
+
+def whole_number(value: float | int | str | None, name: str, minimum: int = 0) -> int:
+    """A page field's value as a whole number >= ``minimum``; a clear message otherwise (an emptied field is None)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise RequestError(f"{name} must be a whole number >= {minimum}, the field is empty or not a number") from None
+    if not number.is_integer() or number < minimum:
+        raise RequestError(f"{name} must be a whole number >= {minimum}, got {number:g}")
+    return int(number)
+
+
 def new_job_folder(workspace: Path, kind: str) -> Path:
     """A new, empty folder inside ``workspace`` for one request's files."""
     workspace.mkdir(parents=True, exist_ok=True)

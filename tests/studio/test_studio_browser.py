@@ -173,7 +173,9 @@ def _upload(page, selector: str, path: Path) -> None:
     if clear.count():
         clear.first.click()
     page.set_input_files(f"{selector} input[type=file]", str(path))
-    page.wait_for_selector(f"{selector} >> text={path.name}")
+    page.wait_for_function(  # gradio shows the file's stem and suffix in separate elements
+        "([s, name]) => document.querySelector(s).innerText.replace(/\\s/g, '').includes(name)",
+        arg=[selector, path.name])
 
 
 def _download(page, selector: str) -> str:

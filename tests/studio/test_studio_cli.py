@@ -18,7 +18,8 @@ def test_help_documents_every_limit() -> None:
     for number in (f"{limits.MAX_UPLOAD_MEGABYTES} MB", f"{limits.MAX_UPLOAD_AUDIO_SECONDS:g} s",
                    f"{limits.MAX_GENERATION_SECONDS:g} s", f"{limits.MAX_STREAM_SECONDS / 60:g} min",
                    f"{limits.MAX_GENERATED_BARS} new bars", f"{limits.MAX_MIDI_NOTES:,} notes",
-                   f"{limits.MAX_PARALLEL_JOBS} requests of each kind at once"):
+                   f"{limits.MAX_PARALLEL_JOBS} requests of each kind at once",
+                   f"results are kept for {limits.KEEP_FILES_SECONDS / 60:g} min"):
         assert number in text, number
 
 

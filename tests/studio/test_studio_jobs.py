@@ -251,3 +251,15 @@ def test_page_numbers_must_be_whole() -> None:
         jobs.whole_number(2.5, "bars", 1)
     with pytest.raises(jobs.RequestError, match=r"^seed must be a whole number >= 0, got -1"):
         jobs.whole_number(-1, "seed")
+
+
+def test_old_request_folders_are_deleted_when_a_new_request_comes(tmp_path: Path) -> None:
+    import os
+    import time
+
+    old, recent = jobs.new_job_folder(tmp_path, "musika"), jobs.new_job_folder(tmp_path, "symphony")
+    (old / "stream.wav").write_bytes(b"x")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    new = jobs.new_job_folder(tmp_path, "musika", keep_seconds=3600)
+    assert not old.exists() and recent.is_dir() and new.is_dir() and new.name.startswith("musika-")

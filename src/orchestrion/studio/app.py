@@ -24,6 +24,7 @@ from orchestrion.audio.spectral import SAMPLE_RATE
 from orchestrion.errors import OrchestrionError
 from orchestrion.studio import jobs
 from orchestrion.studio.limits import (
+    KEEP_FILES_SECONDS,
     MAX_GENERATED_BARS,
     MAX_GENERATION_SECONDS,
     MAX_PARALLEL_JOBS,
@@ -194,7 +195,9 @@ def build_app(settings: StudioSettings, cache: ModelCache | None = None):
         result = jobs.reconstruct_upload(autoencoder, upload, jobs.new_job_folder(workspace, "reconstruct"))
         return str(result.original), str(result.reconstruction), str(result.spectrograms), ok_message(result.message)
 
-    with gr.Blocks(title="orchestrion studio", analytics_enabled=False) as demo:
+    # gradio's copies of returned files: checked every 10 minutes, deleted when older than the limit
+    with gr.Blocks(title="orchestrion studio", analytics_enabled=False,
+                   delete_cache=(600, KEEP_FILES_SECONDS)) as demo:
         gr.Markdown("# orchestrion studio\nMusika audio, SymphonyNet scores and the Musika autoencoder, "
                     "on this machine.")
         with gr.Tab("Endless audio", elem_id="tab-musika"):

@@ -58,6 +58,8 @@ def studio(
             require_stream_encoder()
         except OrchestrionError as error:
             problems.append(str(error))
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            problems.append(f"listening on {host}: anyone who can reach this machine can use the studio and its models")
         for problem in problems:
             typer.echo(f"warning: {problem}", err=True)
         typer.echo(f"orchestrion studio on http://{host}:{port} (Ctrl-C stops it)", err=True)

@@ -7,12 +7,14 @@ same time can never see each other's files.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrion.errors import OrchestrionError
-from orchestrion.studio.limits import MAX_GENERATED_BARS
+from orchestrion.studio.limits import KEEP_FILES_SECONDS, MAX_GENERATED_BARS
 from orchestrion.studio.uploads import read_audio_upload, read_midi_upload, user_facing
 
 
@@ -31,9 +33,17 @@ def whole_number(value: float | int | str | None, name: str, minimum: int = 0) -
     return int(number)
 
 
-def new_job_folder(workspace: Path, kind: str) -> Path:
-    """A new, empty folder inside ``workspace`` for one request's files."""
+def new_job_folder(workspace: Path, kind: str, keep_seconds: float = KEEP_FILES_SECONDS) -> Path:
+    """A new, empty folder inside ``workspace`` for one request's files.
+
+    Folders of earlier requests older than ``keep_seconds`` are deleted first (gradio serves copies
+    of returned files from its own cache, so nothing on the page points into them any more).
+    """
     workspace.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - keep_seconds
+    for old in workspace.iterdir():
+        if old.is_dir() and old.stat().st_mtime < cutoff:
+            shutil.rmtree(old, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=workspace))
 
 

@@ -14,6 +14,7 @@ MAX_GENERATED_BARS = 64  # new bars of one SymphonyNet generation
 MAX_MIDI_NOTES = 20_000  # notes in an uploaded MIDI file
 MAX_MIDI_SECONDS = 600.0  # length of an uploaded MIDI file
 MAX_PARALLEL_JOBS = 4  # requests of one kind (streams, generations, ...) served at once; more wait in the queue
+KEEP_FILES_SECONDS = 3600  # results and their downloads are deleted after this: a long session cannot fill a disk
 STREAM_LOOKAHEAD_SECONDS = 2.0  # how far a stream runs ahead of playback: sliders act within about this long
 STREAM_BLOCK_SECONDS = 0.5  # audio per streamed chunk
 
@@ -24,5 +25,6 @@ def limits_text() -> str:
         f"uploads up to {MAX_UPLOAD_MEGABYTES} MB; audio to reconstruct up to {MAX_UPLOAD_AUDIO_SECONDS:g} s; "
         f"generated audio up to {MAX_GENERATION_SECONDS:g} s, endless streams stop after "
         f"{MAX_STREAM_SECONDS / 60:g} min; up to {MAX_GENERATED_BARS} new bars; uploaded MIDI up to "
-        f"{MAX_MIDI_NOTES:,} notes and {MAX_MIDI_SECONDS:g} s; {MAX_PARALLEL_JOBS} requests of each kind at once"
+        f"{MAX_MIDI_NOTES:,} notes and {MAX_MIDI_SECONDS:g} s; {MAX_PARALLEL_JOBS} requests of each kind at once; "
+        f"results are kept for {KEEP_FILES_SECONDS / 60:g} min"
     )

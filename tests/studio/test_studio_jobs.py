@@ -263,3 +263,21 @@ def test_old_request_folders_are_deleted_when_a_new_request_comes(tmp_path: Path
     os.utime(old, (two_hours_ago, two_hours_ago))
     new = jobs.new_job_folder(tmp_path, "musika", keep_seconds=3600)
     assert not old.exists() and recent.is_dir() and new.is_dir() and new.name.startswith("musika-")
+
+
+def test_two_tabs_streaming_one_model_at_once_each_get_their_own_piece(gan, tmp_path: Path) -> None:
+    """The model's modules hold a noise source per pass; without taking turns the streams would mix."""
+    results: dict[int, np.ndarray] = {}
+
+    def play(seed: int) -> None:
+        live = LiveStream(gan, tmp_path / str(seed), seed=seed, seconds=3.0, block_seconds=0.05,
+                          lookahead_seconds=None)
+        results[seed] = np.concatenate(list(live.blocks()), axis=1)
+
+    threads = [threading.Thread(target=play, args=(seed,)) for seed in (11, 12, 13)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for seed in (11, 12, 13):
+        np.testing.assert_allclose(results[seed], generate(gan, 3.0, seed), atol=1e-5)

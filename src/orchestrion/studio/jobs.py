@@ -15,6 +15,7 @@ from pathlib import Path
 
 from orchestrion.errors import OrchestrionError
 from orchestrion.studio.limits import KEEP_FILES_SECONDS, MAX_GENERATED_BARS
+from orchestrion.studio.locks import PLOTTING, model_lock
 from orchestrion.studio.uploads import read_audio_upload, read_midi_upload, user_facing
 
 
@@ -50,7 +51,8 @@ def new_job_folder(workspace: Path, kind: str, keep_seconds: float = KEEP_FILES_
 def _pianoroll(score, path: Path, title: str) -> Path:
     from orchestrion.symbolic.pianoroll import plot_pianoroll
 
-    return plot_pianoroll(score, path, title, dpi=80)
+    with PLOTTING:
+        return plot_pianoroll(score, path, title, dpi=80)
 
 
 def _render(midi: Path, wav: Path) -> Path:
@@ -194,12 +196,14 @@ def reconstruct_upload(autoencoder, upload: Path | str | None, out_dir: Path) ->
 
     wave = read_audio_upload(upload)
     name = Path(upload).name
-    rebuilt = reconstruct(torch.from_numpy(wave), autoencoder).numpy()
+    with model_lock(autoencoder):  # the same modules may be streaming for another tab
+        rebuilt = reconstruct(torch.from_numpy(wave), autoencoder).numpy()
     stem = Path(name).stem
     original = save_audio(out_dir / f"{stem}.wav", wave)
     reconstruction = save_audio(out_dir / f"{stem}-reconstructed.wav", rebuilt)
     panels = [(f"input: {name}", wave[0]), (f"reconstruction (level {autoencoder.level})", rebuilt[0])]
-    png = spectrogram_comparison_png(out_dir / f"{stem}-spectrograms.png", panels)
+    with PLOTTING:
+        png = spectrogram_comparison_png(out_dir / f"{stem}-spectrograms.png", panels)
     seconds = wave.shape[-1] / 22050
     return ReconstructionResult(original, reconstruction, png,
                                 f"{name}: {seconds:.1f} s, {wave.shape[0]} channel(s), reconstructed at level "

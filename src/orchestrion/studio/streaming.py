@@ -25,6 +25,7 @@ from orchestrion.studio.limits import (
     STREAM_BLOCK_SECONDS,
     STREAM_LOOKAHEAD_SECONDS,
 )
+from orchestrion.studio.locks import PLOTTING, model_lock
 
 
 def require_stream_encoder() -> None:
@@ -81,6 +82,7 @@ class LiveStream:
             raise GenerationError(f"length must be between 0 and {MAX_GENERATION_SECONDS:g} s, got {seconds:g} s")
         self.model = model
         self.seed = int(seed)
+        self.model_lock = model_lock(model.autoencoder)
         self.stream = MusikaStream(
             model, self.seed, **trained_conditions(model, note_density, tempo), block_seconds=block_seconds
         )
@@ -123,7 +125,8 @@ class LiveStream:
         with self._lock:
             pending, self._pending = self._pending, {}
         if pending:
-            self.stream.set_conditions(**pending)
+            with self.model_lock:  # regenerates a segment with the shared generator
+                self.stream.set_conditions(**pending)
 
     def _wait_for_playback(self, started: float) -> None:
         if self.lookahead_seconds is None:
@@ -156,7 +159,8 @@ class LiveStream:
             # the first block always comes, so a stream stopped at once still leaves a playable file
             while self.samples_sent == 0 or (self.samples_sent < self.total_samples and not self._stopped.is_set()):
                 self._apply_pending()
-                block = self.stream.read(min(self.stream.block_samples, self.total_samples - self.samples_sent))
+                with self.model_lock:
+                    block = self.stream.read(min(self.stream.block_samples, self.total_samples - self.samples_sent))
                 if self.first_block_seconds is None:
                     self.first_block_seconds = self.clock() - started
                 handle.write(block.T)
@@ -166,4 +170,5 @@ class LiveStream:
                 yield block
                 self._wait_for_playback(started)
         title = f"generated, seed {self.seed}" + (" (first 2 minutes)" if self.samples_sent > preview_samples else "")
-        spectrogram_comparison_png(self.png_path, [(title, np.concatenate(preview))])
+        with PLOTTING:
+            spectrogram_comparison_png(self.png_path, [(title, np.concatenate(preview))])

@@ -116,7 +116,9 @@ def test_stream_lengths_beyond_the_limit_are_refused(gan, tmp_path: Path) -> Non
 def test_symbolic_generation_writes_midi_audio_and_pianoroll_reproducibly(cache, symphony_run, tmp_path) -> None:
     trained = cache.symphony(symphony_run)
     request = jobs.SymbolicRequest(bars=2, seed=5, instruments=("Violin", "Cello"))
-    first = jobs.generate_symbolic(trained, request, jobs.new_job_folder(tmp_path, "a"))
+    steps: list[int] = []
+    first = jobs.generate_symbolic(trained, request, jobs.new_job_folder(tmp_path, "a"), progress=steps.append)
+    assert steps and steps == sorted(steps)  # the page's progress counter only goes up
     again = jobs.generate_symbolic(trained, request, jobs.new_job_folder(tmp_path, "b"))
     assert first.midi != again.midi and first.midi.read_bytes() == again.midi.read_bytes()
     score = load_midi(first.midi)
@@ -281,3 +283,24 @@ def test_two_tabs_streaming_one_model_at_once_each_get_their_own_piece(gan, tmp_
         thread.join(timeout=60)
     for seed in (11, 12, 13):
         np.testing.assert_allclose(results[seed], generate(gan, 3.0, seed), atol=1e-5)
+
+
+def test_two_tabs_composing_with_one_model_at_once_get_the_pieces_of_their_seeds(cache, symphony_run,
+                                                                                 tmp_path: Path) -> None:
+    trained = cache.symphony(symphony_run)
+    alone = {seed: jobs.generate_symbolic(trained, jobs.SymbolicRequest(bars=2, seed=seed),
+                                          jobs.new_job_folder(tmp_path, "alone")).midi.read_bytes()
+             for seed in (21, 22, 23)}
+    together: dict[int, bytes] = {}
+
+    def compose(seed: int) -> None:
+        result = jobs.generate_symbolic(trained, jobs.SymbolicRequest(bars=2, seed=seed),
+                                        jobs.new_job_folder(tmp_path, "together"))
+        together[seed] = result.midi.read_bytes()
+
+    threads = [threading.Thread(target=compose, args=(seed,)) for seed in alone]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert together == alone

@@ -166,7 +166,8 @@ def build_app(settings: StudioSettings, cache: ModelCache | None = None):
     # -- Symbolic --------------------------------------------------------------------------------
 
     @_guarded(5)
-    def compose(model_text, bars, seed, temperature, top_p, instruments, prompt, prompt_bars):
+    def compose(model_text, bars, seed, temperature, top_p, instruments, prompt, prompt_bars,
+                progress=gr.Progress()):
         trained = cache.symphony(chosen_folder(model_text, settings.symphony))
         request = jobs.SymbolicRequest(
             bars=jobs.whole_number(bars, "bars", 1), seed=jobs.whole_number(seed, "seed"),
@@ -174,7 +175,8 @@ def build_app(settings: StudioSettings, cache: ModelCache | None = None):
             prompt=Path(prompt) if prompt else None,
             prompt_bars=None if prompt_bars is None else jobs.whole_number(prompt_bars, "prompt bars") or None,
         )
-        result = jobs.generate_symbolic(trained, request, jobs.new_job_folder(workspace, "symphony"))
+        result = jobs.generate_symbolic(trained, request, jobs.new_job_folder(workspace, "symphony"),
+                                        progress=lambda steps: progress((steps, None), desc="steps sampled"))
         return (str(result.pianoroll), str(result.audio), str(result.midi), result.table,
                 ok_message(result.message))
 

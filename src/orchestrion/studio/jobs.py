@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,9 +91,12 @@ class SymbolicResult:
     message: str
 
 
-def generate_symbolic(trained, request: SymbolicRequest, out_dir: Path) -> SymbolicResult:
+def generate_symbolic(
+    trained, request: SymbolicRequest, out_dir: Path, progress: Callable[[int], None] | None = None
+) -> SymbolicResult:
     """Sample a piece with a :class:`~orchestrion.symphony.models.TrainedSymphony`, write its MIDI, its
-    soundfont rendering (WAV) and its piano roll (PNG) into ``out_dir``."""
+    soundfont rendering (WAV) and its piano roll (PNG) into ``out_dir``. ``progress`` is called with the
+    number of steps sampled so far."""
     from orchestrion.symbolic.midi import save_midi
     from orchestrion.symphony.generate import GenerationError, SamplingOptions, generate_midi, parse_instruments
     from orchestrion.symphony.generate import program_label as label
@@ -109,7 +113,7 @@ def generate_symbolic(trained, request: SymbolicRequest, out_dir: Path) -> Symbo
         instruments=programs, track_order="distinct" if trained.training.relabel_tracks else "ascending",
     )
     try:
-        result = generate_midi(trained.model, trained.bpe, options, prompt, request.prompt_bars)[0]
+        result = generate_midi(trained.model, trained.bpe, options, prompt, request.prompt_bars, progress)[0]
     except OrchestrionError as error:
         raise (user_facing(error, prompt) if prompt is not None else error) from None
     score = result.score()

@@ -44,9 +44,9 @@ def model_default(family: str, given: Path | None) -> ModelDefault:
         return ModelDefault(family, Path(given))
     try:
         return ModelDefault(family, default_model_dir(family))
-    except CheckpointError as error:
-        flag = f"--{family}-model"
-        return ModelDefault(family, None, f"{error}. Start the studio with {flag} RUN_DIR or type a folder here.")
+    except CheckpointError:
+        return ModelDefault(family, None, f"no bundled {family} model in this install: start the studio with "
+                                          f"--{family}-model RUN_DIR, or type a run directory here")
 
 
 def chosen_folder(text: str | None, default: ModelDefault) -> Path:

@@ -206,6 +206,11 @@ def test_endless_audio_streams_and_the_sliders_steer_it(open_page) -> None:
     page = open_page()  # a fresh tab: no audio element of an earlier stream to mistake for this one
     warm = _first_audio_seconds(page)
     page.wait_for_function("() => document.querySelector('#musika-status').innerText.startsWith('Streaming seed 0')")
+    clock = "() => document.querySelector('#musika-audio audio').currentTime"
+    played_before, started = page.evaluate(clock), time.monotonic()
+    page.wait_for_timeout(3000)
+    played, waited = page.evaluate(clock) - played_before, time.monotonic() - started
+    assert played > 0.6 * waited, f"playback stalled: {played:.2f} s of audio in {waited:.2f} s"
     _set_slider(page, "#musika-density", 0.9)
     page.wait_for_function("() => document.querySelector('#musika-control').innerText.includes('density 0.90')")
     _set_slider(page, "#musika-tempo", 190)  # the slider goes to 200, this model was trained on 80..180 BPM
@@ -219,7 +224,8 @@ def test_endless_audio_streams_and_the_sliders_steer_it(open_page) -> None:
     _picture(page, "#musika-spectrogram")
     assert "stream.wav" in _download(page, "#musika-download")
     _screenshot(page, "endless-audio")
-    report = f"click to first audio: {cold:.2f} s (first click, model load included), {warm:.2f} s (model loaded)"
+    report = (f"click to first audio: {cold:.2f} s (first click, model load included), {warm:.2f} s (model loaded); "
+              f"then {played:.2f} s played in {waited:.2f} s")
     print(report)
     (ARTIFACTS / "latency.txt").write_text(report + "\n")
 

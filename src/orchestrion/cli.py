@@ -45,6 +45,7 @@ _MOUNTS: list[tuple[str, str, str, str]] = [
     ("orchestrion.corpora.cli", "app", "corpus", "group"),
     ("orchestrion.evaluation.cli", "app", "evaluate", "group"),
     ("orchestrion.audio.cli", "render", "render", "command"),
+    ("orchestrion.studio.cli", "studio", "studio", "command"),
 ]
 
 

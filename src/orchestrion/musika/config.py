@@ -58,11 +58,7 @@ SMALL_LEVEL2 = {
     "decoder_channels": (192, 192, 160, 128, 96),
 }
 SMALL_DISCRIMINATOR = (8, 16, 32, 64, 64)
-# Phase 2 of `small`: L1 weight 20 instead of the paper's 1. With per-element means, the L1 term's
-# gradient is ~1/sqrt(elements) while the multi-scale and adversarial terms' are not, and Adam
-# follows their direction: with weight 1 the magnitude error rose from 0.08 to 0.11-0.12 within 100
-# steps; with 20 it stayed at 0.09 while the multi-scale term fell alike (same batches, issue 13).
-SMALL_TRAINING = {"batch_size": 32, "learning_rate": 3e-4, "lambda_rec": 20.0}
+SMALL_TRAINING = {"batch_size": 32, "learning_rate": 3e-4}
 SMALL_STEPS = {(1, 1): 20_000, (1, 2): 1_000, (2, 1): 5_000, (2, 2): 1_000}  # (level, phase) -> steps
 
 

@@ -14,11 +14,10 @@ Everything runs on the CPU from the bundled models; nothing is downloaded.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from orchestrion.errors import OrchestrionError
 from orchestrion.fileio import atomic_write_text, check_output_path
 from orchestrion.pretrained import model_or_default
 from orchestrion.symphony.models import TrainedSymphony, load_symphony
+from orchestrion.system import torch_threads
 
 DENSITY_SWEEP = (0.05, 0.95)  # normalised note density at the start and the end of the Musika piece
 ENSEMBLE = "violin,viola,cello,flute,clarinet"  # instruments the generated piece may use
@@ -141,18 +141,6 @@ def _orchestration(out: Path, trained: TrainedSymphony, seed: int) -> DemoItem:
     )
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _track_order(trained: TrainedSymphony) -> str:
     return "distinct" if trained.training.relabel_tracks else "ascending"
 
@@ -231,7 +219,7 @@ def run_demo(
     sweep = f"Musika: {seconds:g} s of audio with a note-density sweep"
     timed(sweep, lambda: _musika(out, seconds, seed, musika_dir))
     trained = load_symphony(symphony_dir)
-    with _one_thread():  # token-by-token sampling of a small model: more threads only add barriers
+    with torch_threads(1):  # token-by-token sampling of a small model: more threads only add barriers
         timed(f"SymphonyNet: a {bars}-bar piece", lambda: _symphony_piece(out, trained, bars, seed))
         timed("SymphonyNet: orchestrating a built-in piece", lambda: _orchestration(out, trained, seed))
     page = out / "index.html"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from orchestrion import __version__
 from orchestrion.errors import OrchestrionError
@@ -67,3 +68,20 @@ def system_info() -> dict[str, str]:
                 f"{details['trained_steps']} steps: {details['description']} ({details['path']})"
             )
     return info
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run a block with ``count`` torch intra-op threads, then restore the setting.
+
+    Small models gain nothing from threads, and on a busy machine OpenMP barriers make two threads
+    much slower than one: token-by-token sampling, tiny test models and the demo use one.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -16,20 +14,15 @@ from orchestrion.musika.inference import latent_digest
 from orchestrion.musika.latent_gan import LatentGANConfig, LatentGANRunConfig, LatentGenerator
 from orchestrion.musika.layers import AddNoise
 from orchestrion.musika.models import TrainedAutoencoder
+from orchestrion.system import torch_threads
 
 SR = 22050
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
+def one_thread():
     """Tiny models gain nothing from threads, and on a busy shared machine OpenMP barriers make two
     threads ~30x slower than one; the tests run single-threaded and restore the setting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return torch_threads(1)
 
 
 def _randomise(model: nn.Module) -> nn.Module:

@@ -62,16 +62,15 @@ def _evaluation_section(evaluation: dict | None, key: str) -> str:
 def density_response(gan_run: Path, densities=(0.1, 0.5, 0.9), seeds: int = 3, seconds: float = 12.0) -> str:
     """Onsets per second (madmom, the detector that made the training curves) of mono output per density."""
     from orchestrion.audio.features import analyse_rhythm
+    from orchestrion.audio.spectral import SAMPLE_RATE
     from orchestrion.musika.generate import generate
     from orchestrion.musika.models import load_latent_gan
 
     gan = load_latent_gan(gan_run)
     rates = []
     for density in densities:
-        onsets = sum(
-            len(analyse_rhythm(generate(gan, seconds, seed=seed, note_density=density, mono=True)[0], 22050).onsets)
-            for seed in range(seeds)
-        )
+        pieces = (generate(gan, seconds, seed=seed, note_density=density, mono=True)[0] for seed in range(seeds))
+        onsets = sum(len(analyse_rhythm(piece, SAMPLE_RATE).onsets) for piece in pieces)
         rates.append(f"{density:g}: {onsets / (seeds * seconds):.2f}")
     return ", ".join(rates)
 

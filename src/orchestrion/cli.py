@@ -120,7 +120,7 @@ def demo(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the files of an earlier demo in --out."),
 ) -> None:
-    """Make music with the bundled models and write a page that plays and shows it (about a minute on a CPU).
+    """Make music with the bundled models and write a page that plays and shows it (8 s on 2 CPU cores).
 
     Musika: 60 s of stereo audio while the note-density condition sweeps from sparse to dense.
 

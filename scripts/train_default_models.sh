@@ -23,7 +23,7 @@ O="orchestrion"
 L1P1_STEPS=4000      # level 1, phase 1 (magnitude reconstruction), small preset, batch 32
 L1P2_STEPS=400       # level 1, phase 2 (phase + adversarial), batch 16, L1 weight 20 (issue 13)
 L2P1_STEPS=1500      # level 2, phase 1, batch 32
-GAN_STEPS=8000       # latent GAN, small preset, conditional on note density and tempo
+GAN_STEPS=10000      # latent GAN, small preset, conditional on note density and tempo
 SYM_STEPS=1500       # SymphonyNet small, windows of 512 steps, global batch 8
 SYM_BPE_MERGES=300   # Music BPE merges learned on the corpus
 
@@ -65,20 +65,11 @@ musika_chain() {
     train l2p1 $L2P1_STEPS $O musika train-ae train --level 2 --phase 1 "${level1[@]}" --checkpoint-every 500 \
       --workers 1
   fi
-  if [ ! -d gan_train ]; then
-    # The GAN's data: every 4th training chorale and the 10 shortest training quartet movements (~54 min;
-    # madmom's onset and tempo networks run ~5x real time on one thread, the whole 486 min would take ~1.5 h).
-    mkdir -p gan_train
-    python - <<'PICK'
-import os, soundfile
-files = sorted(os.listdir("train"))
-chorales = [f for f in files if f.startswith("bwv")][::4]
-quartets = sorted((f for f in files if not f.startswith("bwv")), key=lambda f: soundfile.info(f"train/{f}").duration)
-for name in chorales + quartets[:10]:
-    os.symlink(os.readlink(f"train/{name}"), f"gan_train/{name}")
-PICK
-  fi
-  [ -f latents/manifest.json ] || $O musika prepare-latents gan_train --model l2p1 --out latents --min-frames 128 -j 1
+  # The GAN's data: every 4th training chorale, all parts on strings (2 of 3) or organ (1 of 3), each at a
+  # random tempo of 40-200 BPM (83 files, 50 min). The corpora at their written tempi, sung or bowed
+  # legato, gave madmom so few onsets that the note-density curve was ~0 almost everywhere.
+  [ -d gan_audio ] || python "$ROOT/scripts/tempo_variants.py" render_chorales/midi gan_audio --only train --every 4
+  [ -f latents/manifest.json ] || $O musika prepare-latents gan_audio --model l2p1 --out latents --min-frames 128 -j 1
   train gan $GAN_STEPS $O musika train-gan latents --preset small --conditional --checkpoint-every 250 \
     --preview-every 1000 --workers 1
 }

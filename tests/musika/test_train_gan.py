@@ -23,7 +23,7 @@ from orchestrion.musika.models import load_autoencoder, load_latent_gan
 from orchestrion.musika.train import build_modules as build_autoencoder_modules
 from orchestrion.musika.train_gan import build_modules, generate_latents, train_latent_gan
 
-TRAIN_STEPS = 150
+TRAIN_STEPS = 300
 GAN_MODULES = ("generator", "critic", "generator_ema")
 AE_MODULES = ("level1_encoder", "level1_decoder", "level2_encoder", "level2_decoder")
 
@@ -56,8 +56,8 @@ def _save_autoencoder(path: Path, seed: int) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict[str, Path]:
-    """A debug autoencoder, a chunk folder of its latent shape and digest, and a GAN trained 150 steps on it
-    (≈ 15 s: enough for the stereo channels to start correlating as in the data)."""
+    """A debug autoencoder, a chunk folder of its latent shape and digest, and a GAN trained 300 steps on it
+    (≈ 10 s: enough for the stereo channels to start correlating as in the data)."""
     root = tmp_path_factory.mktemp("latent_gan")
     autoencoder = _save_autoencoder(root / "ae", seed=0)
     digest = latent_digest(load_autoencoder(autoencoder))
@@ -95,7 +95,7 @@ def test_ema_generator_moves_slowly_and_training_leaves_the_autoencoder_alone(tr
     weight = "out.weight"
     moved = (late.module_state("generator")[weight] - early.module_state("generator")[weight]).abs().mean()
     moved_ema = (late.module_state("generator_ema")[weight] - early.module_state("generator_ema")[weight]).abs().mean()
-    assert 0 < moved_ema < moved / 5  # decay 0.999 over 100 steps: the EMA travels ≈ 10 % of the way
+    assert 0 < moved_ema < moved / 3  # decay 0.999 over 250 steps: the EMA travels ≈ 22 % of the way
     assert not torch.equal(generator[weight], ema[weight])
 
 
@@ -110,8 +110,8 @@ def _stereo_correlation(generator: LatentGenerator, config) -> tuple[float, floa
 
 
 def test_stereo_channels_differ_but_learn_to_correlate(trained) -> None:
-    """The data's left/right latents are strongly correlated, not equal; after 150 steps the generator's
-    channels correlate clearly more than at initialisation (measured ≈ 0.1 → ≈ 0.3) and still differ."""
+    """The data's left/right latents are strongly correlated, not equal; after 300 steps the generator's
+    channels correlate clearly more than at initialisation (measured −0.10 → 0.07) and still differ."""
     ckpt = load_checkpoint(trained["gan"])
     torch.manual_seed(0)
     generator = LatentGenerator(ckpt.config.gan)  # the run's initial weights (seed 0)
@@ -163,13 +163,23 @@ def test_latents_of_another_autoencoder_are_refused(trained, tmp_path: Path) -> 
         train_latent_gan(trained["latents"], tmp_path / "run2", preset="debug", steps=1, progress=False)
 
 
+def test_a_gan_run_serves_as_the_autoencoder_of_a_new_gan(trained, tmp_path: Path) -> None:
+    """The bundled model is a GAN run: its autoencoder must be usable to train a GAN on one's own music."""
+    run = tmp_path / "second"
+    train_latent_gan(trained["latents"], run, autoencoder=trained["gan"], preset="debug", steps=2,
+                     log_every=1, checkpoint_every=2, preview_every=0, progress=False)
+    second = load_checkpoint(run)
+    assert second.config.autoencoder_digest == load_checkpoint(trained["gan"]).config.autoencoder_digest
+    for module in AE_MODULES:  # the copy stored in the new run is the first run's autoencoder
+        for name, tensor in _weights(trained["gan"], module).items():
+            assert torch.equal(second.module_state(module)[name], tensor), (module, name)
+
+
 def test_model_directories_of_another_kind_are_refused(trained, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="--model must be a Musika latent-GAN run, this one holds"):
         load_latent_gan(trained["ae"])
     with pytest.raises(CheckpointError, match="--model must be a Musika autoencoder run, this one holds"):
         load_autoencoder(trained["gan"])
-    with pytest.raises(CheckpointError, match="must be a Musika autoencoder run"):  # --autoencoder GAN_RUN
-        train_latent_gan(trained["latents"], tmp_path / "r", autoencoder=trained["gan"], steps=1, progress=False)
     with pytest.raises(CheckpointError, match=r"holds a 'musika\.autoencoder_training' run, not a latent-GAN run"):
         train_latent_gan(trained["latents"], trained["ae"], resume=True, steps=2, progress=False)
     # a GAN checkpoint whose stored autoencoder is not the one it was trained on

@@ -223,6 +223,14 @@ def train_gan(
     penalty: str | None = typer.Option(
         None, "--gradient-penalty", help="r1 (true R1, default) or reference ((‖∇D‖ − 1)², the released code's)."
     ),
+    penalty_weight: float | None = typer.Option(
+        None, "--gradient-penalty-weight", min=0.0,
+        help="Weight of the penalty (paper sizes 10; small and debug 0.001: at 10 the critic stops learning).",
+    ),
+    upsampling: str | None = typer.Option(
+        None, "--upsampling",
+        help="Generator up-sampling: transposed (reference; paper sizes) or nearest (repeat + conv; small, debug).",
+    ),
     workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
     checkpoint_every: int = typer.Option(1000, "--checkpoint-every", min=1, help="Steps between checkpoints."),
     preview_every: int = typer.Option(
@@ -259,7 +267,8 @@ def train_gan(
         chosen = ()
     metrics = train_latent_gan(
         latent_dir, out, autoencoder=autoencoder, preset=preset, conditions=chosen, steps=steps, resume=resume,
-        batch_size=batch_size, beta1=beta1, gradient_penalty=penalty, workers=workers,
+        batch_size=batch_size, beta1=beta1, gradient_penalty=penalty, gradient_penalty_weight=penalty_weight,
+        upsampling=upsampling, workers=workers,
         checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed, device=device,
     )
     if metrics and os.environ.get("RANK", "0") == "0":

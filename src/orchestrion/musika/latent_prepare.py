@@ -393,7 +393,7 @@ def prepare_latents(
     files = collect_audio_files(audio_dir)
     if out_dir.resolve() == audio_dir.resolve() or audio_dir.resolve() in out_dir.resolve().parents:
         raise DataError(f"{out_dir}: lies inside the audio folder {audio_dir}; write the chunks elsewhere")
-    model = load_autoencoder(model_run, resolve_device(device))
+    model = load_autoencoder(model_run, resolve_device(device), accept_gan_run=True)
     if model.level2 is None:
         raise DataError(f"{model_run}: is a level-1 autoencoder; the latent GAN trains on level-2 latents")
     require_madmom()  # a missing detector is one error now, not one skipped file each

@@ -209,7 +209,7 @@ def _fresh_run(
             f"{latent_dir}: the autoencoder that made these latents ({source}) is not there; "
             "pass --autoencoder AE_RUN (the GAN run keeps a copy of it)"
         )
-    autoencoder = load_autoencoder(source)
+    autoencoder = load_autoencoder(source, accept_gan_run=True)
     digest = latent_digest(autoencoder)
     if digest != made_by["digest"]:
         raise DataError(
@@ -248,6 +248,8 @@ def train_latent_gan(
     batch_size: int | None = None,
     beta1: float | None = None,
     gradient_penalty: str | None = None,
+    gradient_penalty_weight: float | None = None,
+    upsampling: str | None = None,
     workers: int = 0,
     checkpoint_every: int = 1000,
     preview_every: int = 5000,
@@ -263,8 +265,9 @@ def train_latent_gan(
     (:data:`~orchestrion.musika.latent_gan.PRESETS`); ``latent_dim`` and channels come from the data.
     ``conditions``: curves of the folder the GAN is conditioned on (e.g. ``("note_density",)``).
     ``batch_size``: the global batch (split over DDP processes). ``steps``: total steps (default
-    1.5 M, the paper's). ``beta1``/``gradient_penalty`` override the preset (reference: 0.9 /
-    ``"reference"``). With ``resume`` the run continues with the config stored in ``run_dir``.
+    1.5 M, the paper's). ``beta1``, ``gradient_penalty``, ``gradient_penalty_weight`` and ``upsampling``
+    override the preset (reference: 0.9, ``"reference"``, 10, ``"transposed"``). With ``resume`` the run
+    continues with the config stored in ``run_dir``.
     """
     from orchestrion.musika.latent_data import LatentChunkDataset, read_manifest
     from orchestrion.training import Trainer, TrainerConfig, per_process_batch
@@ -283,6 +286,10 @@ def train_latent_gan(
             overrides["beta1"] = beta1
         if gradient_penalty is not None:
             overrides["gradient_penalty"] = gradient_penalty
+        if gradient_penalty_weight is not None:
+            overrides["gradient_penalty_weight"] = gradient_penalty_weight
+        if upsampling is not None:
+            overrides["upsampling"] = upsampling
         run, trained = _fresh_run(manifest, latent_dir, autoencoder, preset, tuple(conditions), overrides)
     global_batch = batch_size or run.gan.batch_size
     share = per_process_batch(global_batch)

@@ -22,6 +22,7 @@ from orchestrion.audio.spectral import (
     log_magnitude_for_discriminator,
     multiscale_spectral_distance,
     overlap_add,
+    phase_derivative_loss,
     relative_multiscale_distance,
     samples_for_frames,
     spectral_frames,
@@ -158,6 +159,21 @@ def test_relative_multiscale_distance_is_in_feature_units_and_ignores_bins_below
     faint.grad = None
     multiscale_spectral_distance(music_then_silence, faint).backward()
     assert relative_gradient == 0.0 < faint.grad[:, 6144:].abs().sum().item()
+
+
+def test_phase_derivative_loss_ignores_a_constant_offset_and_scores_random_phase_one_half() -> None:
+    torch.manual_seed(0)
+    spec = stft(torch.randn(2, samples_for_frames(64)))
+    exact = torch.angle(spec)
+    offset = torch.remainder(exact + 1.0 + math.pi, 2 * math.pi) - math.pi  # same derivatives, other start
+    assert phase_derivative_loss(exact / math.pi, spec) < 1e-6
+    assert phase_derivative_loss(offset / math.pi, spec) < 1e-6  # absolute phase is not asked for
+    random = phase_derivative_loss(torch.rand(spec.shape) * 2 - 1, spec)
+    assert 0.45 < random < 0.55  # uniform angle errors: mean |error| / π = 1/2
+    blurred = phase_derivative_loss((exact + 0.5 * torch.randn(spec.shape)) / math.pi, spec)
+    assert 0.05 < blurred < random
+    with pytest.raises(ValueError, match="shapes differ"):
+        phase_derivative_loss(exact[:, :, 1:], spec)
 
 
 def test_front_end_is_differentiable() -> None:

@@ -346,3 +346,35 @@ def relative_multiscale_distance(
         db_est = 10.0 * torch.log10(torch.maximum(power_est, floor))
         total = total + (db_ref - db_est).abs().mean() / SIGMA
     return total / len(hops)
+
+
+def _anti_wrapped(difference: Tensor) -> Tensor:
+    """``|x − 2π·round(x / 2π)|``: the distance of two angles, 0..π."""
+    return (difference - 2.0 * math.pi * torch.round(difference / (2.0 * math.pi))).abs()
+
+
+def phase_derivative_loss(phase_over_pi: Tensor, reference: Tensor) -> Tensor:
+    """Instantaneous-frequency + group-delay error of a predicted phase, a differentiable scalar.
+
+    The absolute phase of an excerpt is not a function of its magnitude (a sinusoid's starting angle is
+    arbitrary), but its derivatives are: how fast each bin's phase turns over time (instantaneous
+    frequency) and how it changes across bins (group delay). Both are compared as angles
+    (anti-wrapped, as APNet, Ai & Ling 2023), weighted by the reference's magnitude so bins under the
+    music do not count, each normalised to 0..1 (π = 1) and averaged.
+
+    Args:
+        phase_over_pi: (B, 513, K) predicted phase / π (the decoder's phase output).
+        reference: (B, 513, K) complex STFT of the real excerpt (:func:`stft`).
+    """
+    if phase_over_pi.shape != reference.shape:
+        raise ValueError(f"shapes differ: {tuple(phase_over_pi.shape)} vs {tuple(reference.shape)}")
+    predicted, target = phase_over_pi.float() * math.pi, torch.angle(reference)
+    weight = reference.abs().detach()
+    weight = weight / weight.flatten(1).mean(dim=1).clamp_min(1e-8).view(-1, 1, 1)
+    total = predicted.new_zeros(())
+    for axis in (-1, -2):  # time: instantaneous frequency; frequency: group delay
+        error = _anti_wrapped(predicted.diff(dim=axis) - target.diff(dim=axis)) / math.pi
+        length = error.shape[axis]
+        pair_weight = torch.minimum(weight.narrow(axis, 0, length), weight.narrow(axis, 1, length))
+        total = total + (error * pair_weight).sum() / pair_weight.sum().clamp_min(1e-8)
+    return total / 2

@@ -56,6 +56,10 @@ def train_ae(
     lambda_rec: float | None = typer.Option(
         None, "--lambda-rec", min=0.0, help="Phase 2: weight of the L1 magnitude term (default: the preset's)."
     ),
+    lambda_phase: float | None = typer.Option(
+        None, "--lambda-phase", min=0.0,
+        help="Phase 2: weight of the phase-derivative term (instantaneous frequency + group delay; default 0).",
+    ),
     workers: int = typer.Option(2, "--workers", min=0, help="DataLoader worker processes."),
     checkpoint_every: int = typer.Option(1000, "--checkpoint-every", min=1, help="Steps between checkpoints."),
     seed: int = typer.Option(0, "--seed", help="Seed of weights and data order."),
@@ -83,7 +87,8 @@ def train_ae(
 
     metrics = train_autoencoder(
         data_dir, out, level=level, phase=phase, preset=preset, steps=steps, resume=resume, init=init,
-        level1=level1, batch_size=batch_size, lambda_rec=lambda_rec, workers=workers, checkpoint_every=checkpoint_every,
+        level1=level1, batch_size=batch_size, lambda_rec=lambda_rec, lambda_phase=lambda_phase, workers=workers,
+        checkpoint_every=checkpoint_every,
         seed=seed, device=device,
     )
     if metrics and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports

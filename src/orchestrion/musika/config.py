@@ -280,6 +280,10 @@ class AutoencoderTrainingConfig:
     # in feature units (dB/σ), mean over scales; "spec": spec §5.2 [PROPOSED] ln(|X| + 1e-7) summed over
     # scales, which gave ~100x the L1 term's gradient and made phase 2 worsen magnitudes (issue 13).
     ms_form: str = "relative"
+    # phase 2: weight of the phase-derivative term (instantaneous frequency + group delay of the decoder's
+    # phase against the real excerpt's, audio.spectral.phase_derivative_loss). 0 = the paper's recipe,
+    # where the phase is learned only through the adversarial and multi-scale terms.
+    lambda_phase: float = 0.0
     lambda_latent: float = 1.0  # level-2 phase 1: weight of L1(Dec2(Enc2(z)), z) ([PROPOSED] target)
     silence_db: float = -60.0  # crops quieter than this (RMS dBFS) are redrawn
 
@@ -294,6 +298,8 @@ class AutoencoderTrainingConfig:
             raise ConfigError(
                 f"level-2 input_dim {self.level2.input_dim} differs from level-1 latent_dim {self.level1.latent_dim}"
             )
+        if min(self.lambda_rec, self.lambda_ms, self.lambda_phase) < 0:
+            raise ConfigError("lambda_rec, lambda_ms and lambda_phase must be >= 0")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.ms_form not in MS_FORMS:

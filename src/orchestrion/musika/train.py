@@ -41,7 +41,9 @@ from orchestrion.audio.spectral import (
     features_to_wave,
     log_magnitude_for_discriminator,
     multiscale_spectral_distance,
+    phase_derivative_loss,
     relative_multiscale_distance,
+    stft,
     wave_to_features,
 )
 from orchestrion.checkpoint import checkpoint_step_dirs, load_checkpoint
@@ -136,7 +138,7 @@ def _adversarial_update(
     """
     # Spectral maths in float32 outside autocast: the FFTs have no half-precision path worth the risk.
     fake_wave = features_to_wave(magnitude.float(), phase.float())[:, EDGE_SAMPLES:-EDGE_SAMPLES]
-    real_wave = real_wave.float()[:, EDGE_SAMPLES:-EDGE_SAMPLES]
+    full_real_wave, real_wave = real_wave, real_wave.float()[:, EDGE_SAMPLES:-EDGE_SAMPLES]
     real_spec = log_magnitude_for_discriminator(real_wave)
     fake_spec = log_magnitude_for_discriminator(fake_wave)
 
@@ -155,6 +157,10 @@ def _adversarial_update(
     else:
         multiscale = multiscale_spectral_distance(real_wave, fake_wave)
     g_loss = adversarial + config.lambda_rec * reconstruction + config.lambda_ms * multiscale
+    terms = {}
+    if config.lambda_phase > 0:
+        terms["phase"] = phase_derivative_loss(phase, stft(full_real_wave.float()))
+        g_loss = g_loss + config.lambda_phase * terms["phase"]
     ctx.optimize("generator", g_loss)
     return {
         "g_loss": g_loss.detach(),
@@ -162,6 +168,7 @@ def _adversarial_update(
         "adv": adversarial.detach(),
         "rec": reconstruction.detach(),
         "ms": multiscale.detach(),
+        **{name: value.detach() for name, value in terms.items()},
     }
 
 
@@ -301,6 +308,7 @@ def train_autoencoder(
     level1: str | Path | None = None,
     batch_size: int | None = None,
     lambda_rec: float | None = None,
+    lambda_phase: float | None = None,
     workers: int = 0,
     checkpoint_every: int = 1000,
     log_every: int = 10,
@@ -315,8 +323,8 @@ def train_autoencoder(
     (checkpoints, ``metrics.jsonl``, ``loss_curve.png``). ``steps``: total optimizer steps
     of this run (default: spec §5, 1 M for level 1 and 400 k for level 2; ``small``: fewer,
     :data:`~orchestrion.musika.config.SMALL_STEPS`). See the module
-    docstring for ``init``, ``level1`` and ``resume``. ``lambda_rec`` replaces the weight of phase 2's
-    L1 magnitude term in a new run.
+    docstring for ``init``, ``level1`` and ``resume``. ``lambda_rec`` and ``lambda_phase`` replace the
+    weights of phase 2's L1 magnitude and phase-derivative terms in a new run.
     """
     from orchestrion.musika.data import DEFAULT_CACHE_BYTES, AudioCropDataset
     from orchestrion.training import Trainer, TrainerConfig, per_process_batch
@@ -339,6 +347,8 @@ def train_autoencoder(
             config, modules = _starting_point(level, phase, preset, init, level1)
         if lambda_rec is not None:
             config = dataclasses.replace(config, lambda_rec=lambda_rec)
+        if lambda_phase is not None:
+            config = dataclasses.replace(config, lambda_phase=lambda_phase)
     dataset = AudioCropDataset(
         data_dir,
         frames=config.crop_frames,

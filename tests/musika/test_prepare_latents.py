@@ -228,3 +228,21 @@ def test_cli_errors_are_one_line_with_exit_code_2(setup, tmp_path, capsys):
     assert "holds finished latent chunks; pass --overwrite" in fails(
         setup["audio"], "--model", setup["root"] / "l2", "--out", setup["out"], "--device", "cpu"
     )
+
+
+def test_without_model_the_bundled_autoencoder_encodes(setup, tmp_path):
+    """`prepare-latents DIR --out OUT` with no --model: the bundled model's autoencoder (a GAN run) makes the
+    latents, so a user can train a GAN on their own music in the bundled latent space."""
+    from orchestrion.pretrained import default_model_dir
+
+    out = tmp_path / "latents"
+    result = CliRunner().invoke(
+        app, ["musika", "prepare-latents", str(setup["audio"] / "nested"), "--out", str(out),
+              "--chunk-frames", "16", "--min-frames", "16", "--device", "cpu"],
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+    manifest = json.loads((out / "manifest.json").read_text())
+    bundled = load_autoencoder(default_model_dir("musika"), accept_gan_run=True)
+    assert manifest["autoencoder"]["run"] == str(default_model_dir("musika").resolve())
+    assert manifest["autoencoder"]["digest"] == latent_digest(bundled)
+    assert manifest["latent_dim"] == bundled.level2.config.latent_dim

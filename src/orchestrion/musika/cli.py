@@ -283,7 +283,10 @@ def train_gan(
 @app.command("prepare-latents")
 def prepare_latents(
     audio_dir: Path = typer.Argument(..., help="Folder of audio files (searched recursively), or one file."),
-    model: Path = typer.Option(..., "--model", help="Level-2 autoencoder run directory (the GAN's latent space)."),
+    model: Path | None = typer.Option(
+        None, "--model",
+        help="Level-2 autoencoder run, or a GAN run holding one (the GAN's latent space; default: the bundled model).",
+    ),
     out: Path = typer.Option(..., "--out", help="New folder for the latent chunks (manifest.json, report.jsonl)."),
     chunk_frames: int = typer.Option(512, "--chunk-frames", min=1, help="Level-2 frames per chunk (paper: 512)."),
     min_frames: int = typer.Option(
@@ -307,14 +310,18 @@ def prepare_latents(
       orchestrion musika prepare-latents music/ --model runs/l2p2 --out latents/ -j 4
 
       orchestrion musika prepare-latents piano/ --model runs/piano-l2 --out piano-latents/ --min-frames 128
+
+      orchestrion musika prepare-latents my_music/ --out latents/ --min-frames 128   # the bundled autoencoder
     """
     from orchestrion.audio.io import collect_audio_files
     from orchestrion.musika.latent_data import REPORT_NAME
     from orchestrion.musika.latent_prepare import prepare_latents as prepare
+    from orchestrion.pretrained import model_or_default
 
     with _bar("prepare-latents", len(collect_audio_files(audio_dir))) as advance:
         manifest = prepare(
-            audio_dir, model, out, chunk_frames=chunk_frames, min_frames=min_frames, device=device, jobs=jobs,
+            audio_dir, model_or_default(model, "musika"), out, chunk_frames=chunk_frames, min_frames=min_frames,
+            device=device, jobs=jobs,
             overwrite=overwrite, on_file=lambda _source: advance(),
         )
     sources = {chunk["source"] for chunk in manifest["chunks"]}

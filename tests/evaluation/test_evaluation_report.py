@@ -103,6 +103,11 @@ def test_every_section_table_and_picture_is_there(report) -> None:
     assert labels[-1].startswith("held-out split-half")
     # every compared set has the same size: N clips of S seconds give N·S one-second excerpts
     assert {row["values"][1] for row in fad["rows"][:-1]} == {CLIPS * CLIP_SECONDS}
+    onsets = data["musika"]["tables"][1]  # the model is conditioned on note density: its control is measured
+    assert onsets["title"].startswith("Note-density control: madmom onsets per second")
+    assert [row["system"] for row in onsets["rows"]] == [*labels[:3], "training audio", "held-out audio"]
+    assert all(row["values"][0] >= 0 for row in onsets["rows"])
+    assert min(row["values"][0] for row in onsets["rows"][3:]) > 0  # rendered chorales have onsets
     titles = [table["title"] for table in data["autoencoders"]["tables"]]
     assert [t.split(":")[0] for t in titles] == ["training", "held-out", "out-of-domain"]
     for table in data["autoencoders"]["tables"]:

@@ -41,6 +41,14 @@ class DensityResponse:
         )
 
 
+def onsets_per_second(wave: np.ndarray) -> float:
+    """madmom onsets per second of a mono 22.05 kHz waveform."""
+    from orchestrion.audio.features import analyse_rhythm
+    from orchestrion.audio.spectral import SAMPLE_RATE
+
+    return len(analyse_rhythm(wave, SAMPLE_RATE).onsets) / (len(wave) / SAMPLE_RATE)
+
+
 def note_density_response(
     model,
     densities: Sequence[float] = (0.1, 0.5, 0.9),
@@ -53,8 +61,6 @@ def note_density_response(
     """Generate ``seeds`` pieces of ``seconds`` per density from a conditional :class:`TrainedLatentGAN`
     and count madmom onsets in each (mono mix). ``tempo`` (BPM) holds a tempo-conditioned model's tempo
     fixed (default: its middle). fp32 by default, so the numbers do not depend on the CPU's bf16 units."""
-    from orchestrion.audio.features import analyse_rhythm
-    from orchestrion.audio.spectral import SAMPLE_RATE
     from orchestrion.musika.generate import generate
 
     if "note_density" not in model.config.conditions:
@@ -66,8 +72,7 @@ def note_density_response(
         rates = []
         for seed in range(seeds):
             audio = generate(model, seconds, seed, note_density=density, tempo=tempo, mono=True, precision=precision)
-            rhythm = analyse_rhythm(audio[0], SAMPLE_RATE)
-            rates.append(len(rhythm.onsets) / (audio.shape[-1] / SAMPLE_RATE))
+            rates.append(onsets_per_second(audio[0]))
         per_seed.append(tuple(rates))
     return DensityResponse(
         densities=tuple(float(d) for d in densities),

@@ -218,6 +218,7 @@ def musika_section(
     seed: int = 0,
     embedder: str = "spectral-stats",
     weights: str | Path | None = None,
+    onset_clips: int = 8,
     log: Log = _quiet,
 ) -> Section:
     """FAD of ``clips`` generated clips of ``clip_seconds`` (per note-density value of a conditional
@@ -226,8 +227,11 @@ def musika_section(
     Clips are mono (the GAN's left channel decoded alone, as the random-latent baseline), so every
     set is made the same way. ``images`` is the folder of the report's pictures (``<report>/images/evaluation``).
     ``embedder`` names the FAD embedder, ``weights`` the local weight file of a learned one (VGGish).
+    A note-density-conditioned model also gets a table of madmom onsets per second in the first
+    ``onset_clips`` clips of each set, next to the same count in training and held-out clips.
     """
     from orchestrion.evaluation.baselines import latent_statistics, random_latent_audio, spectrum_matched_noise
+    from orchestrion.evaluation.conditioning import onsets_per_second
     from orchestrion.evaluation.embedders import build_embedder, embedder_info
     from orchestrion.evaluation.fad import embed_folder, fad_from_embeddings, split_half
     from orchestrion.musika.generate import generate
@@ -247,11 +251,13 @@ def musika_section(
     conditional = "note_density" in model.config.conditions
     values = list(densities) if conditional else [None]
     sets: dict[str, Path] = {}
+    generated_waves: dict[str, list[np.ndarray]] = {}
     generated_example = None
     for value in values:
         label = "generated" if value is None else f"generated, note density {value:g}"
         log(f"musika: {label}: {clips} clips")
         waves = [generate(model, clip_seconds, seed + i, note_density=value, mono=True)[0] for i in range(clips)]
+        generated_waves[label] = waves
         if generated_example is None or value == 0.5:
             generated_example = (label, waves[0])
         sets[label] = _write_clips(root / f"generated_{len(sets)}", waves)
@@ -280,6 +286,17 @@ def musika_section(
         table.add(f"held-out split-half ({method})",
                   [fad_from_embeddings(half_a, half_b), min(len(half_a), len(half_b))])
 
+    tables = [table]
+    if conditional:
+        log(f"musika: onsets in {onset_clips} clips per set")
+        onsets = ReportTable(f"Note-density control: madmom onsets per second, mean over {onset_clips} clips of "
+                             f"{clip_seconds:g} s", ["onsets/s"])
+        for label, waves in generated_waves.items():
+            onsets.add(label, [float(np.mean([onsets_per_second(w) for w in waves[:onset_clips]]))])
+        for label, clips_of in (("training audio", train_clips), ("held-out audio", heldout_clips)):
+            onsets.add(label, [float(np.mean([onsets_per_second(w) for _, w in clips_of[:onset_clips]]))])
+        tables.append(onsets)
+
     held_label, held_wave = heldout_clips[0]
     picture = spectrogram_comparison_png(
         images / "musika_generated.png",
@@ -305,8 +322,15 @@ def musika_section(
         "column gives the smaller half; fewer excerpts than the whole folder, so it is inflated by the small-set "
         "bias).",
     ]
+    if conditional:
+        notes.append(
+            "The onsets table counts what the note-density curves of the training data were made from (madmom's "
+            "onset detector): a model that follows its control makes more onsets per second at a higher note "
+            "density. The training and held-out rows are real audio at its own density (the GAN's data may be "
+            "another rendering of the corpus: see the model card)."
+        )
     return Section(
-        key="musika", title="Musika: generated audio (FAD)", intro=intro, tables=[table], notes=notes,
+        key="musika", title="Musika: generated audio (FAD)", intro=intro, tables=tables, notes=notes,
         images=[("spectrogram of a generated clip and a held-out excerpt", IMAGES / picture.name)],
         data={"clips": clips, "clip_seconds": clip_seconds, "note_densities": values, "seed": seed,
               "embedder": info.name, "latent_mean": mean.tolist(), "latent_std": std.tolist(),

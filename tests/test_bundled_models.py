@@ -16,6 +16,7 @@ from musika.gan_support import one_thread
 from orchestrion.corpora.catalogue import corpus_pieces
 from orchestrion.corpora.export import piece_midi
 from orchestrion.demo import DEMO_FILES
+from orchestrion.evaluation.conditioning import note_density_response
 from orchestrion.musika.generate import generate
 from orchestrion.musika.models import load_latent_gan
 from orchestrion.pretrained import BUNDLED, default_model_dir, describe
@@ -51,6 +52,18 @@ def test_every_bundled_model_is_installed_small_and_described() -> None:
         assert info["trained_steps"] > 0
         total += info["megabytes"]
     assert total <= 60.0  # the issue's budget for models in git
+
+
+def test_musika_default_makes_more_onsets_when_asked_for_more_note_density(gan) -> None:
+    """A conditional GAN trained on latents of a built-in corpus follows its note-density control, judged by the
+    detector that made its training curves (madmom). Measured: 0.725 → 1.65 onsets/s (2 seeds × 20 s, fp32).
+
+    A tiny GAN trained inside the test could not show it: on violin renders of the demo corpus at 40 and
+    200 BPM, debug GANs of 2,000 steps gave 2.40 vs 2.32 onsets/s at density 0.1 vs 0.9 (closing note)."""
+    response = note_density_response(gan, (0.1, 0.9), seeds=2, seconds=20.0)
+    low, high = response.onsets_per_second
+    assert high > 1.5 * low, response.summary()
+    assert all(b > a for a, b in zip(*response.per_seed, strict=True)), response.per_seed  # every seed rises
 
 
 def test_musika_default_generates_stereo_of_the_asked_length(gan) -> None:

@@ -30,6 +30,8 @@ def test_rank_correlation_and_summary() -> None:
     falling = DensityResponse((0.1, 0.5, 0.9), (2.0, 1.0, 0.5), ((2.0,), (1.0,), (0.5,)), 10.0)
     assert rising.spearman() == pytest.approx(1.0) and falling.spearman() == pytest.approx(-1.0)
     assert "0.1: 0.50, 0.5: 1.00, 0.9: 2.00" in rising.summary() and "+1.00" in rising.summary()
+    single = DensityResponse((0.5,), (1.0,), ((1.0,),), 5.0).summary()
+    assert "1 seed × 5 s" in single and "rank correlation" not in single  # undefined for one density
 
 
 def test_an_unconditional_gan_and_bad_arguments_are_refused(tmp_path: Path, capsys) -> None:

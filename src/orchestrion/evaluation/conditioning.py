@@ -35,10 +35,10 @@ class DensityResponse:
     def summary(self) -> str:
         pairs = ", ".join(f"{d:g}: {r:.2f}" for d, r in zip(self.densities, self.onsets_per_second, strict=True))
         seeds = len(self.per_seed[0]) if self.per_seed else 0
-        return (
-            f"onsets/s of the output at note density {pairs} "
-            f"({seeds} seeds × {self.seconds:g} s each, madmom; rank correlation {self.spearman():+.2f})"
-        )
+        pieces = f"{seeds} seed{'s' if seeds != 1 else ''} × {self.seconds:g} s each, madmom"
+        if len(set(self.densities)) > 1:
+            pieces += f"; rank correlation {self.spearman():+.2f}"
+        return f"onsets/s of the output at note density {pairs} ({pieces})"
 
 
 def onsets_per_second(wave: np.ndarray) -> float:

@@ -2,17 +2,22 @@
 
 The note density a GAN is conditioned on was computed from madmom's onsets in the training audio
 (:mod:`orchestrion.audio.features`); its output is judged by the same detector: generate with the
-density held at each value, detect onsets in the mono mix, count them per second.
+density held at each value, detect onsets in the mono output (the left latent channel decoded),
+count them per second.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from orchestrion.errors import OrchestrionError
+
+if TYPE_CHECKING:
+    from orchestrion.musika.models import TrainedLatentGAN
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class DensityResponse:
         return float(spearmanr(self.densities, self.onsets_per_second).statistic)
 
     def summary(self) -> str:
+        """One line: onsets/s per density, how they were measured, and the rank correlation."""
         pairs = ", ".join(f"{d:g}: {r:.2f}" for d, r in zip(self.densities, self.onsets_per_second, strict=True))
         seeds = len(self.per_seed[0]) if self.per_seed else 0
         pieces = f"{seeds} seed{'s' if seeds != 1 else ''} × {self.seconds:g} s each, madmom"
@@ -50,7 +56,7 @@ def onsets_per_second(wave: np.ndarray) -> float:
 
 
 def note_density_response(
-    model,
+    model: TrainedLatentGAN,
     densities: Sequence[float] = (0.1, 0.5, 0.9),
     *,
     seeds: int = 3,
@@ -59,7 +65,7 @@ def note_density_response(
     precision: str = "fp32",
 ) -> DensityResponse:
     """Generate ``seeds`` pieces of ``seconds`` per density from a conditional :class:`TrainedLatentGAN`
-    and count madmom onsets in each (mono mix). ``tempo`` (BPM) holds a tempo-conditioned model's tempo
+    and count madmom onsets in each (mono output). ``tempo`` (BPM) holds a tempo-conditioned model's tempo
     fixed (default: its middle). fp32 by default, so the numbers do not depend on the CPU's bf16 units."""
     from orchestrion.musika.generate import generate
 

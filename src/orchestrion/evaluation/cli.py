@@ -224,7 +224,7 @@ def density_command(
     if json_out is not None:
         check_output_path(json_out, overwrite=overwrite)
     gan = load_latent_gan(model_or_default(model, "musika"))
-    response = note_density_response(gan, values, seeds=seeds, seconds=seconds)
+    response = note_density_response(gan, values, seeds=seeds, seconds=seconds, progress=True)
     typer.echo(response.summary())
     if json_out is not None:
         atomic_write_text(json_out, json.dumps({"model": str(gan.path), **dataclasses.asdict(response),

@@ -63,10 +63,14 @@ def note_density_response(
     seconds: float = 20.0,
     tempo: float | None = None,
     precision: str = "fp32",
+    progress: bool = False,
 ) -> DensityResponse:
     """Generate ``seeds`` pieces of ``seconds`` per density from a conditional :class:`TrainedLatentGAN`
     and count madmom onsets in each (mono output). ``tempo`` (BPM) holds a tempo-conditioned model's tempo
-    fixed (default: its middle). fp32 by default, so the numbers do not depend on the CPU's bf16 units."""
+    fixed (default: its middle). fp32 by default, so the numbers do not depend on the CPU's bf16 units.
+    ``progress`` shows a bar over the pieces."""
+    from rich.progress import Progress
+
     from orchestrion.musika.generate import generate
 
     if "note_density" not in model.config.conditions:
@@ -74,12 +78,16 @@ def note_density_response(
     if seeds < 1 or not seconds > 0:
         raise OrchestrionError(f"need at least one seed and a positive length, got {seeds} seeds of {seconds} s")
     per_seed = []
-    for density in densities:
-        rates = []
-        for seed in range(seeds):
-            audio = generate(model, seconds, seed, note_density=density, tempo=tempo, mono=True, precision=precision)
-            rates.append(onsets_per_second(audio[0]))
-        per_seed.append(tuple(rates))
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("generate and detect onsets", total=len(densities) * seeds)
+        for density in densities:
+            rates = []
+            for seed in range(seeds):
+                audio = generate(model, seconds, seed, note_density=density, tempo=tempo, mono=True,
+                                 precision=precision)
+                rates.append(onsets_per_second(audio[0]))
+                bar.advance(task)
+            per_seed.append(tuple(rates))
     return DensityResponse(
         densities=tuple(float(d) for d in densities),
         onsets_per_second=tuple(float(np.mean(rates)) for rates in per_seed),

@@ -21,6 +21,7 @@ from orchestrion.musika.latent_gan import (
     reconstruction_loss,
 )
 from orchestrion.musika.layers import AddNoise, configure_noise
+from orchestrion.system import torch_threads
 
 DEBUG = LatentGANConfig.preset_config("debug")
 
@@ -28,10 +29,8 @@ DEBUG = LatentGANConfig.preset_config("debug")
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Tiny models: one thread avoids OpenMP barrier stalls on a busy 2-core machine (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 EXPECTED = {  # preset: (input channels, latent channels, latlen, critic feature)
     "techno": (128, 128, 256, (1024, 4)),
     "piano": (128, 64, 128, (1024, 2)),

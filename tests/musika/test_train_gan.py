@@ -22,6 +22,7 @@ from orchestrion.musika.latent_gan import LatentGenerator
 from orchestrion.musika.models import load_autoencoder, load_latent_gan
 from orchestrion.musika.train import build_modules as build_autoencoder_modules
 from orchestrion.musika.train_gan import build_modules, generate_latents, train_latent_gan
+from orchestrion.system import torch_threads
 
 TRAIN_STEPS = 300
 GAN_MODULES = ("generator", "critic", "generator_ema")
@@ -32,10 +33,8 @@ AE_MODULES = ("level1_encoder", "level1_decoder", "level2_encoder", "level2_deco
 def one_thread():
     """These models are tiny: one thread avoids OpenMP barrier stalls on a busy 2-core machine
     (measured 40x slower with 2 threads under load); restored afterwards for the other tests."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 def _metrics(run: Path) -> list[dict]:

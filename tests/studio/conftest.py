@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from musika.gan_support import write_gan_run
 from musika.train_support import melody
@@ -15,16 +14,15 @@ from orchestrion.audio.io import save_audio
 from orchestrion.checkpoint import save_checkpoint
 from orchestrion.symbolic.midi import parse_midi, save_midi
 from orchestrion.symphony.config import SymphonyTrainingConfig
+from orchestrion.system import torch_threads
 from symphony.generate_support import corpus_midis, train_debug_model
 
 
 @pytest.fixture(scope="session", autouse=True)
 def one_thread():
     """Tiny models gain nothing from threads on this shared machine (see gan_support.one_thread)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")

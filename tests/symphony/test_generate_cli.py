@@ -21,16 +21,15 @@ from orchestrion.symbolic.dataset import load_token_file
 from orchestrion.symbolic.midi import parse_midi, save_midi
 from orchestrion.symphony.config import SymphonyTrainingConfig
 from orchestrion.symphony.generate import GenerationError
+from orchestrion.system import torch_threads
 
 runner = CliRunner()
 
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -29,15 +29,14 @@ from orchestrion.symphony.generate import (
 )
 from orchestrion.symphony.grammar import GrammarState
 from orchestrion.symphony.model import SymphonyModel
+from orchestrion.system import torch_threads
 
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Batch-1 steps of a tiny model are dominated by thread hand-offs on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -178,6 +178,45 @@ def test_enable_phase_keeps_magnitude(preset: str) -> None:
     assert phase2.shape == (2, 513, 64) and phase2.std() > 0
 
 
+def test_separate_phase_decoder_keeps_the_magnitude_frozen_through_training_mode() -> None:
+    """enable_phase("separate"): a second U-Net makes the phase; after freeze_magnitude the magnitude
+    U-Net gets no gradients and its BatchNorm statistics survive train() and a training step."""
+    torch.manual_seed(0)
+    decoder = Level1Decoder(Level1Config.preset("debug", with_phase=False)).eval()
+    configure_noise(decoder, enabled=False)
+    latents = torch.rand(4, 16, 64) * 2 - 1
+    with torch.inference_mode():
+        magnitude, _ = decoder(latents)
+    decoder.enable_phase("separate")
+    assert decoder.config.phase_decoder == "separate" and decoder.out.out_channels == 513
+    assert decoder.phase_net.out.out_channels == 513
+    # the phase U-Net starts from the magnitude U-Net's layers (not its output conv)
+    assert torch.equal(decoder.phase_net.stem.conv.weight, decoder.stem.conv.weight)
+    assert not torch.equal(decoder.phase_net.out.weight, decoder.out.weight)
+    decoder.freeze_magnitude()
+    decoder.train()
+    assert not decoder.stem.training and decoder.phase_net.training
+    trainable = {name for name, p in decoder.named_parameters() if p.requires_grad}
+    assert trainable and all(name.startswith("phase_net.") for name in trainable)
+    optimizer = torch.optim.Adam([p for p in decoder.parameters() if p.requires_grad], lr=1e-2)
+    _, phase = decoder(latents)
+    (phase - 0.5).square().mean().backward()
+    optimizer.step()
+    decoder.eval()
+    with torch.inference_mode():
+        magnitude2, phase2 = decoder(latents)
+        assert torch.equal(decoder.decode_magnitude(latents), magnitude2)
+    assert torch.equal(magnitude, magnitude2)
+    assert phase2.shape == (4, 513, 64) and phase2.std() > 0
+    # a config saved with the separate phase decoder rebuilds the same module layout
+    rebuilt = Level1Decoder(decoder.config)
+    assert rebuilt.state_dict().keys() == decoder.state_dict().keys()
+    with pytest.raises(ValueError, match="separate phase decoder"):
+        Level1Decoder(Level1Config.preset("debug")).freeze_magnitude()
+    with pytest.raises(ConfigError, match="phase_decoder"):
+        Level1Config.preset("debug", phase_decoder="split")
+
+
 def test_phase1_decoder_cannot_make_waves() -> None:
     model = Level1Autoencoder(Level1Config.preset("debug", with_phase=False)).eval()
     with pytest.raises(ValueError, match="enable_phase"):

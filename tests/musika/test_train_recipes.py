@@ -85,6 +85,38 @@ def test_phase_derivative_term_teaches_the_phase_in_a_few_steps(runs, tmp_path: 
     assert sum(phase[-5:]) / 5 < 0.85 * sum(phase[:5]) / 5, phase
 
 
+def test_separate_phase_decoder_run_keeps_the_phase1_magnitude(runs, tmp_path: Path) -> None:
+    """--phase-decoder separate: phase 2 trains only the phase U-Net (and D); the magnitude U-Net's
+    weights and BatchNorm statistics are the phase-1 decoder's at every checkpoint, also after a resume."""
+    run = tmp_path / "l1p2_separate"
+    kwargs = dict(level=1, phase=2, checkpoint_every=2, log_every=1, progress=False)
+    train_autoencoder(runs["data"], run, init=runs["l1p1"], steps=2, phase_decoder="separate", **kwargs)
+    train_autoencoder(runs["data"], run, steps=4, resume=True, **kwargs)
+    phase1 = _weights(runs["l1p1"], "level1_decoder")
+    steps = checkpoint_step_dirs(run)
+    assert [s for s, _ in steps] == [2, 4]
+    for _, ckpt in steps:
+        decoder = _weights(ckpt, "level1_decoder")
+        assert _equal({k: v for k, v in decoder.items() if not k.startswith("phase_net.")}, phase1)
+    first, last = (_weights(ckpt, "level1_decoder") for _, ckpt in (steps[0], steps[-1]))
+    assert not torch.equal(first["phase_net.out.weight"], last["phase_net.out.weight"])
+    config = load_checkpoint(run).config
+    assert config.level1.phase_decoder == "separate" and config.level1.with_phase
+    model = load_autoencoder(run)
+    wave = torch.from_numpy(melody(1.5, channels=1))
+    rebuilt = reconstruct(wave, model)
+    assert rebuilt.shape == wave.shape and torch.isfinite(rebuilt).all() and rebuilt.abs().max() > 1e-3
+    # level 2 trains on top of it (its Dec1 magnitude path skips the phase U-Net)
+    train_autoencoder(runs["data"], tmp_path / "l2p1", level=2, phase=1, preset="debug", level1=run, steps=2,
+                      progress=False)
+    assert load_autoencoder(tmp_path / "l2p1").level1.config.phase_decoder == "separate"
+    with pytest.raises(ConfigError, match="keeps it"):
+        train_autoencoder(runs["data"], run, steps=5, resume=True, phase_decoder="shared", **kwargs)
+    with pytest.raises(ConfigError, match="level 1 phase 2 only"):
+        train_autoencoder(runs["data"], tmp_path / "x", level=1, phase=1, preset="debug", steps=1,
+                          phase_decoder="separate", progress=False)
+
+
 def test_level2_runs_copy_the_level1_model_and_freeze_what_they_must(runs) -> None:
     l1, l2p1, l2p2 = runs["l1p2"], runs["l2p1"], runs["l2p2"]
     for run in (l2p1, l2p2):

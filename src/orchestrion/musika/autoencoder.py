@@ -54,8 +54,10 @@ class Level1Decoder(nn.Module):
 
     Down path g0 (1x1) and g1..g3 (k3/s2, TF "same"); up path of k4/s2 transposed convs, each adding
     the skip of matching width; a 1x1 "h" block and a plain 1x1 output conv, clipped to [-1, 1].
-    Output channels 0..512 are normalised log-power, 513..1025 phase/π. In phase-1 mode
-    (``with_phase=False``) only the magnitude half exists and ``forward`` returns ``(magnitude, None)``.
+    With ``phase_decoder="shared"`` (the reference) output channels 0..512 are normalised log-power,
+    513..1025 phase/π; with ``"separate"`` this U-Net makes the magnitude alone and ``phase_net``, a
+    second U-Net of the same widths, the phase. In phase-1 mode (``with_phase=False``) only the
+    magnitude exists and ``forward`` returns ``(magnitude, None)``.
     """
 
     def __init__(self, config: Level1Config) -> None:
@@ -77,43 +79,91 @@ class Level1Decoder(nn.Module):
             block(widths[i], widths[i - 1], 4, 2, transposed=True) for i in range(len(widths) - 1, 0, -1)
         )
         self.head = block(widths[0], config.decoder_head_channels, 1)  # h: (B, 1280, 64)
-        out_bins = config.n_bins * (2 if config.with_phase else 1)
-        self.out = nn.Conv1d(config.decoder_head_channels, out_bins, 1)  # (B, 1026, 64)
+        shared_phase = config.with_phase and config.phase_decoder == "shared"
+        out_bins = config.n_bins * (2 if shared_phase else 1)
+        self.out = nn.Conv1d(config.decoder_head_channels, out_bins, 1)  # (B, 1026, 64) or (B, 513, 64)
+        separate_phase = config.with_phase and config.phase_decoder == "separate"
+        self.phase_net = Level1Decoder(_magnitude_only(config)) if separate_phase else None
+        self.magnitude_frozen = False
         he_uniform_(self)
 
     @property
     def with_phase(self) -> bool:
         return self.config.with_phase
 
-    def enable_phase(self) -> None:
-        """Phase-1 -> phase-2 decoder: add 513 freshly initialised phase channels to the output conv.
+    def enable_phase(self, phase_decoder: str | None = None) -> None:
+        """Phase-1 -> phase-2 decoder; ``phase_decoder`` overrides the config's (``"shared"``/``"separate"``).
 
-        The magnitude half keeps its weights, so the magnitude output is unchanged (spec §3.2
-        [PROPOSED]). ``self.config`` becomes the ``with_phase=True`` config to save with the weights.
+        Shared: 513 freshly initialised phase channels are added to the output conv; the magnitude
+        half keeps its weights, so the magnitude output is unchanged (spec §3.2 [PROPOSED]).
+        Separate: the phase U-Net starts as a copy of this one's layers (features that already
+        describe the frame) with a fresh output conv, and :meth:`freeze_magnitude` keeps the
+        magnitude exactly as phase 1 left it. ``self.config`` becomes the config to save.
         """
         if self.with_phase:
             return
+        phase_decoder = phase_decoder or self.config.phase_decoder
+        config = dataclasses.replace(self.config, with_phase=True, phase_decoder=phase_decoder)
         old = self.out
-        new = nn.Conv1d(old.in_channels, 2 * old.out_channels, 1).to(old.weight.device, old.weight.dtype)
-        he_uniform_(new)
-        with torch.no_grad():
-            new.weight[: old.out_channels].copy_(old.weight)
-            new.bias[: old.out_channels].copy_(old.bias)
-        self.out = new
-        self.config = dataclasses.replace(self.config, with_phase=True)
+        if phase_decoder == "separate":
+            self.phase_net = Level1Decoder(_magnitude_only(config)).to(old.weight.device, old.weight.dtype)
+            trunk = {k: v for k, v in self.state_dict().items() if not k.startswith("out.")}
+            self.phase_net.load_state_dict(trunk, strict=False)
+        else:
+            new = nn.Conv1d(old.in_channels, 2 * old.out_channels, 1).to(old.weight.device, old.weight.dtype)
+            he_uniform_(new)
+            with torch.no_grad():
+                new.weight[: old.out_channels].copy_(old.weight)
+                new.bias[: old.out_channels].copy_(old.bias)
+            self.out = new
+        self.config = config
 
-    def forward(self, latents: Tensor) -> tuple[Tensor, Tensor | None]:
+    def freeze_magnitude(self) -> None:
+        """Phase 2 with a separate phase U-Net: no gradients into the magnitude U-Net, and its
+        BatchNorm stays in inference mode (also after ``train()``), so only the phase is learned."""
+        if self.phase_net is None:
+            raise ValueError("freeze_magnitude needs a separate phase decoder (phase_decoder='separate')")
+        for name, child in self.named_children():
+            if name != "phase_net":
+                child.requires_grad_(False)
+        self.magnitude_frozen = True
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> Level1Decoder:
+        super().train(mode)
+        if self.magnitude_frozen:
+            for name, child in self.named_children():
+                if name != "phase_net":
+                    child.eval()
+        return self
+
+    def _unet(self, latents: Tensor) -> Tensor:
         skips = [self.stem(latents)]
         for down in self.down:
             skips.append(down(skips[-1]))
         x = skips.pop()  # deepest feature g3
         for up in self.up:
             x = up(x) + skips.pop()  # u3 + g2, u2 + g1, u1 + g0
-        out = torch.clamp(self.out(self.head(x)), -1.0, 1.0)
+        return torch.clamp(self.out(self.head(x)), -1.0, 1.0)
+
+    def decode_magnitude(self, latents: Tensor) -> Tensor:
+        """The magnitude alone (B, 513, 64), without running a separate phase U-Net."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.magnitude_frozen):
+            return self._unet(latents)[:, : self.config.n_bins]
+
+    def forward(self, latents: Tensor) -> tuple[Tensor, Tensor | None]:
+        if self.phase_net is not None:
+            return self.decode_magnitude(latents), self.phase_net(latents)[0]
+        out = self._unet(latents)
         n_bins = self.config.n_bins
         if not self.with_phase:
             return out, None
         return out[:, :n_bins], out[:, n_bins:]
+
+
+def _magnitude_only(config: Level1Config) -> Level1Config:
+    """The config of a one-output U-Net (a phase-1 decoder, or the separate phase U-Net)."""
+    return dataclasses.replace(config, with_phase=False, phase_decoder="shared")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -60,6 +60,11 @@ def train_ae(
         None, "--lambda-phase", min=0.0,
         help="Phase 2: weight of the phase-derivative term (instantaneous frequency + group delay; default 0).",
     ),
+    phase_decoder: str | None = typer.Option(
+        None, "--phase-decoder",
+        help="Level 1 phase 2: 'shared' (one U-Net makes magnitude and phase, the reference) or 'separate' "
+        "(a second U-Net makes the phase; the magnitude stays exactly as phase 1 left it). Default: the run's.",
+    ),
     workers: int = typer.Option(2, "--workers", min=0, help="DataLoader worker processes."),
     checkpoint_every: int = typer.Option(1000, "--checkpoint-every", min=1, help="Steps between checkpoints."),
     seed: int = typer.Option(0, "--seed", help="Seed of weights and data order."),
@@ -87,8 +92,8 @@ def train_ae(
 
     metrics = train_autoencoder(
         data_dir, out, level=level, phase=phase, preset=preset, steps=steps, resume=resume, init=init,
-        level1=level1, batch_size=batch_size, lambda_rec=lambda_rec, lambda_phase=lambda_phase, workers=workers,
-        checkpoint_every=checkpoint_every,
+        level1=level1, batch_size=batch_size, lambda_rec=lambda_rec, lambda_phase=lambda_phase,
+        phase_decoder=phase_decoder, workers=workers, checkpoint_every=checkpoint_every,
         seed=seed, device=device,
     )
     if metrics and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports

@@ -62,6 +62,9 @@ SMALL_TRAINING = {"batch_size": 32, "learning_rate": 3e-4}
 SMALL_STEPS = {(1, 1): 20_000, (1, 2): 1_000, (2, 1): 5_000, (2, 2): 1_000}  # (level, phase) -> steps
 
 
+PHASE_DECODERS = ("shared", "separate")
+
+
 @register_config("musika.level1")
 @dataclass(frozen=True)
 class Level1Config:
@@ -78,11 +81,19 @@ class Level1Config:
     decoder_head_channels: int = 1280  # "h" block (5h) before the output conv
     window_frames: int = 64  # Dec1 works on windows of 64 latent frames (0.743 s)
     with_phase: bool = True  # False = phase-1 decoder (magnitude only, spec §5.1)
+    # "shared": one U-Net whose output conv makes magnitude and phase (the 22 kHz reference);
+    # "separate": a second U-Net of the same widths makes the phase, and phase 2 trains only that one,
+    # so the magnitude stays exactly as phase 1 left it (see Level1Decoder.enable_phase).
+    phase_decoder: str = "shared"
     noise: bool = True  # AddNoise in decoder blocks (learned scale, starts at 0)
     bn_momentum: float = 0.01  # PyTorch convention; Keras momentum 0.99
     bn_eps: float = 1e-3  # Keras default
 
     def __post_init__(self) -> None:
+        if self.phase_decoder not in PHASE_DECODERS:
+            raise ConfigError(
+                f"Level1Config.phase_decoder must be one of {PHASE_DECODERS}, got {self.phase_decoder!r}"
+            )
         if len(self.decoder_channels) < 2:
             raise ConfigError("Level1Config.decoder_channels needs at least 2 widths (g0 and one down stage)")
         factor = 2 ** (len(self.decoder_channels) - 1)

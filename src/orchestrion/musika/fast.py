@@ -136,6 +136,28 @@ def _folded_blocks(module: nn.Module) -> nn.Module:
     return folded
 
 
+class _FastUNet(nn.Module):
+    """One Dec1 U-Net (folded) on (N, 128, 1, 64) channels-last windows -> (N, out channels, 1, 64)."""
+
+    def __init__(self, dec1: nn.Module, dtype: torch.dtype, out_dtype: torch.dtype) -> None:
+        super().__init__()
+        self.stem = _from_block(dec1.stem, dtype)
+        self.down = nn.ModuleList(_from_block(block, dtype) for block in dec1.down)
+        self.up = nn.ModuleList(_from_block(block, dtype) for block in dec1.up)
+        self.head = _from_block(dec1.head, dtype)
+        self.out = _FastConv(dec1.out, (0, 0), None, "clip", out_dtype)
+
+    def forward(self, x: Tensor, noise: bool | NoiseSampler, generator: torch.Generator | None) -> Tensor:
+        skips = [self.stem(x, noise, generator)]
+        for layer in self.down:
+            skips.append(layer(skips[-1], noise, generator))
+        x = skips.pop()
+        for layer in self.up:
+            x = layer(x, noise, generator).add_(skips.pop())  # u3 + g2, u2 + g1, u1 + g0
+        x = self.head(x, noise, generator)
+        return self.out(x.to(self.out.weight.dtype), False, None)
+
+
 class FastDecoder(nn.Module):
     """Inference-only Dec2 -> Dec1 (or Dec1 alone) in channels-last layout.
 
@@ -161,12 +183,10 @@ class FastDecoder(nn.Module):
         self.n_bins = level1.config.n_bins
         self.level2_window = None if level2 is None else level2.config.decoder_input_frames
         dec1 = _folded_blocks(level1.decoder)
-        self.stem = _from_block(dec1.stem, self.dtype)
-        self.down = nn.ModuleList(_from_block(block, self.dtype) for block in dec1.down)
-        self.up = nn.ModuleList(_from_block(block, self.dtype) for block in dec1.up)
-        self.head = _from_block(dec1.head, self.dtype)
         out_dtype = torch.float32 if precision in ("fp32", "bf16-mixed") else torch.bfloat16
-        self.out = _FastConv(dec1.out, (0, 0), None, "clip", out_dtype)
+        self.unet = _FastUNet(dec1, self.dtype, out_dtype)
+        # a separate phase U-Net runs after the magnitude one, as in Level1Decoder (same noise order)
+        self.phase_unet = None if dec1.phase_net is None else _FastUNet(dec1.phase_net, self.dtype, out_dtype)
         self.level2 = None
         if level2 is not None:
             dec2 = _folded_blocks(level2.decoder)
@@ -197,15 +217,11 @@ class FastDecoder(nn.Module):
         self, x: Tensor, noise: bool | NoiseSampler = False, generator: torch.Generator | None = None
     ) -> Tensor:
         """Dec1 on (N, 128, 1, 64) windows -> (N, 64, 1026) frame-major output clipped to [-1, 1]."""
-        skips = [self.stem(x, noise, generator)]
-        for layer in self.down:
-            skips.append(layer(skips[-1], noise, generator))
-        x = skips.pop()
-        for layer in self.up:
-            x = layer(x, noise, generator).add_(skips.pop())  # u3 + g2, u2 + g1, u1 + g0
-        x = self.head(x, noise, generator)
-        out = self.out(x.to(self.out.weight.dtype), False, None)  # (N, 1026, 1, 64) channels-last
-        return out.permute(0, 2, 3, 1).reshape(out.shape[0], -1, out.shape[1])  # a view, no copy
+        out = self.unet(x, noise, generator)  # (N, 1026, 1, 64) channels-last (513 with a separate phase)
+        if self.phase_unet is not None:
+            out = torch.cat([out, self.phase_unet(x, noise, generator)], dim=1)
+        # channels-last: a view, no copy (torch.cat keeps the memory format of its inputs)
+        return out.permute(0, 2, 3, 1).reshape(out.shape[0], -1, out.shape[1])
 
     @torch.inference_mode()
     def decode(

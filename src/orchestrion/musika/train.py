@@ -17,7 +17,9 @@ How runs connect (the spec leaves this open):
 
 - Phase 2 starts from a finished phase-1 run given by ``init`` (``--init RUN_DIR``) and
   writes a new run directory; the phase-1 run is left untouched. The level-1 decoder's
-  output conv gets its 513 phase channels at that point (magnitude half kept).
+  output conv gets its 513 phase channels at that point (magnitude half kept); with
+  ``phase_decoder="separate"`` a second U-Net makes the phase instead and the magnitude
+  U-Net is frozen (inference-mode BatchNorm), so phase 2 cannot change the magnitude.
 - Level 2 needs a finished level-1 *phase-2* model (``level1``, ``--level1 RUN_DIR``):
   its Enc1/Dec1 weights are **copied into every level-2 checkpoint** (as the frozen
   modules ``level1_encoder``/``level1_decoder``), and its :class:`Level1Config` into the
@@ -100,6 +102,8 @@ def build_modules(config: AutoencoderTrainingConfig) -> dict[str, torch.nn.Modul
     }[(config.level, config.phase)]
     for name in frozen:
         _frozen(modules[name])
+    if (config.level, config.phase) == (1, 2) and config.level1.phase_decoder == "separate":
+        modules["level1_decoder"].freeze_magnitude()  # phase 2 learns the phase alone
     return modules
 
 
@@ -110,7 +114,7 @@ def build_optimizers(
     ``generator`` (the trained decoder) and ``discriminator``."""
 
     def adam(*names: str) -> torch.optim.Adam:
-        params = [p for name in names for p in modules[name].parameters()]
+        params = [p for name in names for p in modules[name].parameters() if p.requires_grad]
         return torch.optim.Adam(params, lr=config.learning_rate, betas=(config.beta1, config.beta2))
 
     prefix = f"level{config.level}"
@@ -206,7 +210,7 @@ def make_step_fn(config: AutoencoderTrainingConfig):
             codes = ctx.module("level2_encoder")(latents)  # (B, 64, 16)
             rebuilt = ctx.module("level2_decoder")(split_windows(codes, window2))  # (2B, 128, 64)
             # gradients flow through the frozen Dec1 into Dec2/Enc2
-            magnitude, _ = ctx.raw("level1_decoder")(rebuilt)
+            magnitude = ctx.raw("level1_decoder").decode_magnitude(rebuilt)
         latent_loss = _l1(merge_windows(rebuilt, batch), latents)
         spectral_loss = _l1(merge_windows(magnitude, batch), target)
         loss = spectral_loss + config.lambda_latent * latent_loss
@@ -252,9 +256,11 @@ def _load_run(path: str | Path, what: str):
 
 
 def _starting_point(
-    level: int, phase: int, preset: str, init: str | Path | None, level1: str | Path | None
+    level: int, phase: int, preset: str, init: str | Path | None, level1: str | Path | None,
+    phase_decoder: str | None = None,
 ) -> tuple[AutoencoderTrainingConfig, dict[str, torch.nn.Module]]:
-    """Config and modules (with inherited weights loaded) of a new run."""
+    """Config and modules (with inherited weights loaded) of a new run; ``phase_decoder`` (level-1
+    phase 2 only) replaces the preset's choice of a shared or separate phase U-Net."""
     if phase == 2:
         if init is None:
             raise ConfigError(f"level-{level} phase 2 starts from a phase-1 run: pass --init RUN_DIR")
@@ -267,13 +273,14 @@ def _starting_point(
         phase1_modules = build_modules(previous)
         for name, module in phase1_modules.items():
             ckpt.load_into(name, module)
-        config = dataclasses.replace(
-            previous, phase=2, level1=dataclasses.replace(previous.level1, with_phase=True)
+        level1_config = dataclasses.replace(
+            previous.level1, with_phase=True, phase_decoder=phase_decoder or previous.level1.phase_decoder
         )
+        config = dataclasses.replace(previous, phase=2, level1=level1_config)
         modules = build_modules(config)
         for name, module in phase1_modules.items():
             if name == "level1_decoder" and level == 1:
-                module.enable_phase()  # magnitude half keeps its phase-1 weights
+                module.enable_phase(level1_config.phase_decoder)  # the magnitude keeps its phase-1 weights
             modules[name].load_state_dict(module.state_dict())
         return config, modules
     if level == 1:
@@ -309,6 +316,7 @@ def train_autoencoder(
     batch_size: int | None = None,
     lambda_rec: float | None = None,
     lambda_phase: float | None = None,
+    phase_decoder: str | None = None,
     workers: int = 0,
     checkpoint_every: int = 1000,
     log_every: int = 10,
@@ -324,13 +332,16 @@ def train_autoencoder(
     of this run (default: spec §5, 1 M for level 1 and 400 k for level 2; ``small``: fewer,
     :data:`~orchestrion.musika.config.SMALL_STEPS`). See the module
     docstring for ``init``, ``level1`` and ``resume``. ``lambda_rec`` and ``lambda_phase`` replace the
-    weights of phase 2's L1 magnitude and phase-derivative terms in a new run.
+    weights of phase 2's L1 magnitude and phase-derivative terms in a new run; ``phase_decoder``
+    (``"shared"`` or ``"separate"``) the preset's phase network in a new level-1 phase-2 run.
     """
     from orchestrion.musika.data import DEFAULT_CACHE_BYTES, AudioCropDataset
     from orchestrion.training import Trainer, TrainerConfig, per_process_batch
 
     if level not in (1, 2) or phase not in (1, 2):
         raise ConfigError(f"--level and --phase must be 1 or 2, got level {level}, phase {phase}")
+    if phase_decoder is not None and (level, phase) != (1, 2):
+        raise ConfigError("--phase-decoder chooses the level-1 phase network: it applies to level 1 phase 2 only")
     run_dir = Path(run_dir)
     existing = checkpoint_step_dirs(run_dir)
     if resume and existing:
@@ -339,12 +350,17 @@ def train_autoencoder(
             raise ConfigError(
                 f"{run_dir}: holds a level-{config.level} phase-{config.phase} run, not level {level} phase {phase}"
             )
+        if phase_decoder is not None and phase_decoder != config.level1.phase_decoder:
+            raise ConfigError(
+                f"{run_dir}: the run has a {config.level1.phase_decoder!r} phase decoder; --resume keeps it "
+                f"(drop --phase-decoder {phase_decoder}, or start a new run)"
+            )
         modules = build_modules(config)  # the trainer loads the weights of the latest checkpoint
     else:
         # fresh weights are a function of the seed alone (a rerun rebuilds the same initial model)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            config, modules = _starting_point(level, phase, preset, init, level1)
+            config, modules = _starting_point(level, phase, preset, init, level1, phase_decoder)
         if lambda_rec is not None:
             config = dataclasses.replace(config, lambda_rec=lambda_rec)
         if lambda_phase is not None:

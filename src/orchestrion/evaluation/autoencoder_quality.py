@@ -3,29 +3,36 @@
 For every reference file the same command scores, side by side (spectral distances of
 :mod:`orchestrion.evaluation.spectral_metrics`, lower is better, ≈ 0 for a perfect reconstruction):
 
-=====================================  ==========================================================  ========
-system                                 what it is                                                  SI-SDR
-=====================================  ==========================================================  ========
-``model``                              the autoencoder's audio, its own (learned) phase            --
-``model magnitude + input phase``      ``--oracle-phase``: the decoder's magnitude with the        yes
-                                       input's own STFT phase (how a phase-1 model is judged)
-``exact magnitude + Griffin-Lim``      |STFT(input)| with 32 iterations of fast Griffin-Lim        --
-``exact magnitude + random phase``     |STFT(input)| with uniform random phase (the floor)         --
-``front end round trip``               input -> normalised features -> iSTFT with input phase      yes
-                                       (the ceiling: what the front end itself loses)
-=====================================  ==========================================================  ========
+=========================================  ==========================================================  ========
+system                                     what it is                                                  SI-SDR
+=========================================  ==========================================================  ========
+``model``                                  the autoencoder's audio, its own (learned) phase            --
+``model magnitude + input phase``          ``--oracle-phase``: the decoder's magnitude with the        yes
+                                           input's own STFT phase (how a phase-1 model is judged)
+``model magnitude + Griffin-Lim phase``    ``--griffin-lim-on-model``: the decoder's magnitude with    --
+                                           32 iterations of fast Griffin-Lim (learned vs classical
+                                           phase on the same magnitude; any model)
+``exact magnitude + Griffin-Lim``          |STFT(input)| with 32 iterations of fast Griffin-Lim        --
+``exact magnitude + random phase``         |STFT(input)| with uniform random phase (the floor)         --
+``front end round trip``                   input -> normalised features -> iSTFT with input phase      yes
+                                           (the ceiling: what the front end itself loses)
+=========================================  ==========================================================  ========
 
 SI-SDR is reported only where the phase is meant to match the input's; a learned or classical
 phase that sounds right scores arbitrarily low on it. The model row also carries ``feature_l1``:
 the L1 distance between the decoder's normalised log-power output and the input's (the training
 loss of phase 1, spec §5.1), over the frames that lie wholly inside the file -- the decoder's
-magnitude error, independent of any phase.
+magnitude error, independent of any phase; the Griffin-Lim row on the model's magnitude carries the
+same value, since it is the same magnitude.
 
 ``--oracle-phase`` is accepted only for a magnitude-only (level-1 phase-1) model, the one model
 that has no phase of its own; a phase-2 (or level-2) model is refused with a message: its decoder
 makes its own phase, the audio it produces is what it must be judged on, and pairing its
 magnitude with the input's phase would score a system that never exists (its magnitude alone is
 its ``feature_l1``). Without ``--oracle-phase`` a phase-1 model is refused, since it cannot make audio.
+``--griffin-lim-on-model`` is accepted for every model, next to its main row: on a phase-2 model it
+compares the learned phase with the classical one on the same magnitude; on a phase-1 model, its
+distance from the oracle-phase row is what a classical phase would cost that magnitude.
 
 All systems see the same padded signal as the codec (:func:`orchestrion.musika.codec.encode_audio`:
 768 zeros in front, zeros up to whole decoder windows), so every sample of the file is under full
@@ -56,11 +63,14 @@ if TYPE_CHECKING:
 
 MODEL = "model"
 MODEL_ORACLE_PHASE = "model magnitude + input phase"
+MODEL_GRIFFIN_LIM = "model magnitude + Griffin-Lim phase"
 GRIFFIN_LIM = "exact magnitude + Griffin-Lim phase"
 RANDOM_PHASE = "exact magnitude + random phase"
 FRONT_END = "front end round trip"
 # systems whose phase is the input's own: the only rows where SI-SDR means something
 PHASE_MATCHED = (MODEL_ORACLE_PHASE, FRONT_END)
+# systems made from the decoder's magnitude: the rows where feature_l1 applies
+MODEL_MAGNITUDE = (MODEL, MODEL_ORACLE_PHASE, MODEL_GRIFFIN_LIM)
 METRICS = (*SPECTRAL_METRICS, "si_sdr_db", "feature_l1")
 EVALUATION_SEED = 0  # decoder noise, random and Griffin-Lim initial phases
 
@@ -133,9 +143,13 @@ def decode_spectrogram(
     return torch.cat(magnitudes, dim=-1), phase
 
 
-def _systems(oracle_phase: bool, baselines: bool) -> list[str]:
+def _systems(oracle_phase: bool, baselines: bool, model_griffin_lim: bool) -> list[str]:
     first = MODEL_ORACLE_PHASE if oracle_phase else MODEL
-    return [first, *((GRIFFIN_LIM, RANDOM_PHASE, FRONT_END) if baselines else ())]
+    return [
+        first,
+        *((MODEL_GRIFFIN_LIM,) if model_griffin_lim else ()),
+        *((GRIFFIN_LIM, RANDOM_PHASE, FRONT_END) if baselines else ()),
+    ]
 
 
 @dataclass
@@ -156,9 +170,15 @@ def reconstruct_systems(
     *,
     oracle_phase: bool,
     baselines: bool = True,
+    model_griffin_lim: bool = False,
     griffin_lim_iterations: int = 32,
 ) -> Reconstructions:
-    """The model's (or its magnitude's) audio and the baselines' for one mono file ``wave`` (L,) at 22.05 kHz."""
+    """The model's (or its magnitude's) audio and the baselines' for one mono file ``wave`` (L,) at 22.05 kHz.
+
+    ``model_griffin_lim`` adds the decoder's magnitude with Griffin-Lim phase; its initial phase comes
+    from a generator seeded like the exact-magnitude baseline's, so the two rows differ by the
+    magnitude alone.
+    """
     from orchestrion.audio.phase import griffin_lim, random_phase
     from orchestrion.audio.spectral import HOP, denormalise_magnitude, istft, log_magnitude, spectral_frames, stft
     from orchestrion.musika.codec import PAD, encode_audio, padded_frames
@@ -175,10 +195,16 @@ def reconstruct_systems(
     inside = slice(PAD // HOP, PAD // HOP + spectral_frames(length))  # frames wholly inside the file
     feature_l1 = float((magnitude - features)[..., inside].abs().mean())
     waves: dict[str, Tensor] = {}
+    model_magnitude = denormalise_magnitude(magnitude)
     if oracle_phase:
-        waves[MODEL_ORACLE_PHASE] = istft(denormalise_magnitude(magnitude), input_phase)
+        waves[MODEL_ORACLE_PHASE] = istft(model_magnitude, input_phase)
     else:
-        waves[MODEL] = istft(denormalise_magnitude(magnitude), phase)
+        waves[MODEL] = istft(model_magnitude, phase)
+    if model_griffin_lim:
+        generator = torch.Generator().manual_seed(EVALUATION_SEED)
+        waves[MODEL_GRIFFIN_LIM] = istft(
+            model_magnitude, griffin_lim(model_magnitude, griffin_lim_iterations, generator=generator)
+        )
     if baselines:
         generator = torch.Generator().manual_seed(EVALUATION_SEED)
         exact = spectrum.abs()
@@ -190,12 +216,19 @@ def reconstruct_systems(
 
 
 def score_file(
-    wave: np.ndarray, model: TrainedAutoencoder, *, oracle_phase: bool, baselines: bool = True
+    wave: np.ndarray,
+    model: TrainedAutoencoder,
+    *,
+    oracle_phase: bool,
+    baselines: bool = True,
+    model_griffin_lim: bool = False,
 ) -> dict[str, dict[str, float | None]]:
     """Every system's measures (:data:`METRICS`) for one mono file ``wave`` (L,) at 22.05 kHz."""
     from orchestrion.evaluation.reconstruction import si_sdr
 
-    rebuilt = reconstruct_systems(wave, model, oracle_phase=oracle_phase, baselines=baselines)
+    rebuilt = reconstruct_systems(
+        wave, model, oracle_phase=oracle_phase, baselines=baselines, model_griffin_lim=model_griffin_lim
+    )
     reference = torch.as_tensor(np.asarray(wave)).reshape(-1).double()
     silent_reference = float((reference - reference.mean()).square().sum()) == 0.0
     scores: dict[str, dict[str, float | None]] = {}
@@ -203,7 +236,7 @@ def score_file(
         row: dict[str, float | None] = dict(spectral_distances(reference, estimate))
         matched = system in PHASE_MATCHED and not silent_reference
         row["si_sdr_db"] = si_sdr(reference, estimate) if matched else None
-        row["feature_l1"] = rebuilt.feature_l1 if system in (MODEL, MODEL_ORACLE_PHASE) else None
+        row["feature_l1"] = rebuilt.feature_l1 if system in MODEL_MAGNITUDE else None
         scores[system] = row
     return scores
 
@@ -214,10 +247,12 @@ def evaluate_autoencoder(
     *,
     oracle_phase: bool = False,
     baselines: bool = True,
+    model_griffin_lim: bool = False,
     device: str = "auto",
     progress: bool = True,
 ) -> AutoencoderQualityReport:
-    """Score a Musika autoencoder on every audio file under ``reference_dir``, with phase baselines.
+    """Score a Musika autoencoder on every audio file under ``reference_dir``, with phase baselines
+    (and, with ``model_griffin_lim``, its decoder's magnitude with Griffin-Lim phase).
 
     Files are mixed to mono at 22.05 kHz (the autoencoders are mono models). Unreadable files and
     files shorter than 2048 samples are skipped and listed in ``report.skipped``. Raises
@@ -236,7 +271,7 @@ def evaluate_autoencoder(
     files = collect_audio_files(reference_dir)
     model = load_autoencoder(model_path, resolve_device(device), accept_gan_run=True)
     _check_mode(model, model_path, oracle_phase)
-    systems = _systems(oracle_phase, baselines)
+    systems = _systems(oracle_phase, baselines, model_griffin_lim)
     report = AutoencoderQualityReport(
         model=str(model.path), reference_dir=str(reference_dir), oracle_phase=oracle_phase, systems=systems
     )
@@ -252,9 +287,10 @@ def evaluate_autoencoder(
             except (AudioError, DataError) as error:
                 skipped.skip(path, str(error))
             else:
-                report.files.append(
-                    {"file": name, **score_file(wave[0], model, oracle_phase=oracle_phase, baselines=baselines)}
+                scores = score_file(
+                    wave[0], model, oracle_phase=oracle_phase, baselines=baselines, model_griffin_lim=model_griffin_lim
                 )
+                report.files.append({"file": name, **scores})
             bar.advance(task)
     report.skipped = skipped.skipped
     skipped.require_some(len(report.files), f"reference audio in {reference_dir}")
@@ -278,6 +314,7 @@ METRIC_HEADERS = {
 SYSTEM_LABELS = {  # short names for an 80-column console; the JSON keeps the full ones
     MODEL: "model",
     MODEL_ORACLE_PHASE: "model mag. + input phase",
+    MODEL_GRIFFIN_LIM: "model mag. + Griffin-Lim",
     GRIFFIN_LIM: "Griffin-Lim phase",
     RANDOM_PHASE: "random phase",
     FRONT_END: "front end round trip",

@@ -22,6 +22,7 @@ from orchestrion.evaluation.autoencoder_quality import (
     MODEL_GRIFFIN_LIM,
     MODEL_ORACLE_PHASE,
     RANDOM_PHASE,
+    LinearFrameCode,
     evaluate_autoencoder,
     reconstruct_systems,
     score_file,
@@ -155,6 +156,49 @@ def test_on_a_perfect_magnitude_the_model_rows_are_the_exact_magnitude_baselines
     assert scores[MODEL_GRIFFIN_LIM]["log_mel_distance"] == pytest.approx(
         scores[GRIFFIN_LIM]["log_mel_distance"], rel=0.02
     )
+
+
+def test_a_full_rank_linear_frame_code_is_the_front_end_round_trip(setup, chorale) -> None:
+    from orchestrion.evaluation.spectral_metrics import SPECTRAL_METRICS, spectral_distances
+
+    wave = chorale[: 2 * 22050].astype(np.float32)
+    code = LinearFrameCode.fit([wave], 513)
+    rebuilt = code.reconstruct(wave)
+    systems = reconstruct_systems(wave, load_autoencoder(setup["phase1"]), oracle_phase=True).waves
+    assert rebuilt.shape == systems[FRONT_END].shape == (len(wave),)
+    reference = torch.from_numpy(wave).double()
+    full, floor = spectral_distances(reference, rebuilt), spectral_distances(reference, systems[RANDOM_PHASE])
+    for metric in SPECTRAL_METRICS:
+        assert full[metric] <= 1e-3 * floor[metric], metric
+    assert float((rebuilt - systems[FRONT_END]).abs().max()) < 1e-4
+
+
+def test_a_linear_frame_code_improves_with_every_dimension_added(chorale) -> None:
+    from orchestrion.evaluation.spectral_metrics import spectral_distances
+
+    wave = chorale.astype(np.float32)  # 4 s: chords changing, onsets and a release into near-silence
+    reference = torch.from_numpy(wave).double()
+    distances = []
+    for dims in (8, 32, 128):
+        code = LinearFrameCode.fit([wave], dims)
+        gram = code.components.T @ code.components
+        assert code.dims == dims and torch.allclose(gram, torch.eye(dims, dtype=torch.float64))
+        distances.append(spectral_distances(reference, code.reconstruct(wave))["log_mel_distance"])
+    assert distances[0] > distances[1] > distances[2] > 0
+
+
+def test_a_linear_frame_code_uses_the_middle_seconds_and_refuses_bad_input(chorale) -> None:
+    from orchestrion.audio.spectral import spectral_frames
+    from orchestrion.errors import DataError
+
+    code = LinearFrameCode.fit([chorale, np.zeros(500), chorale[:22050]], 4, seconds=2.0)
+    assert (code.waves, code.frames) == (2, spectral_frames(2 * 22050) + spectral_frames(22050))
+    for dims in (0, 514):
+        with pytest.raises(ConfigError, match=f"1 to 513 dimensions .*got {dims}"):
+            LinearFrameCode.fit([chorale], dims)
+    for waves in ([], [np.zeros(1000)]):
+        with pytest.raises(DataError, match="no audio to fit a linear frame code on"):
+            LinearFrameCode.fit(waves, 16)
 
 
 def test_missing_or_empty_folders_are_refused(setup, tmp_path) -> None:

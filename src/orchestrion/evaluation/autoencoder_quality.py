@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -164,6 +165,24 @@ class Reconstructions:
     feature_l1: float
 
 
+def _codec_padding(wave: np.ndarray | Tensor, window_frames: int) -> tuple[Tensor, Tensor]:
+    """``wave`` as (1, L) float32, and padded as the codec pads it: (1, 256·K + 768) with 768 zeros in
+    front and zeros up to whole decoder windows of ``window_frames`` frames."""
+    from orchestrion.audio.spectral import HOP
+    from orchestrion.musika.codec import PAD, padded_frames
+
+    reference = torch.as_tensor(np.asarray(wave, dtype=np.float32)).reshape(1, -1)
+    length = reference.shape[-1]
+    return reference, F.pad(reference, (PAD, HOP * padded_frames(length, window_frames) - length))
+
+
+def _trimmed(rebuilt: Tensor, length: int) -> Tensor:
+    """The (L,) samples of a (1, 256·K + 768) resynthesis of :func:`_codec_padding`'s signal, clipped to [-1, 1]."""
+    from orchestrion.musika.codec import PAD
+
+    return rebuilt[0, PAD : PAD + length].clamp(-1.0, 1.0)
+
+
 def reconstruct_systems(
     wave: np.ndarray | Tensor,
     model: TrainedAutoencoder,
@@ -181,12 +200,10 @@ def reconstruct_systems(
     """
     from orchestrion.audio.phase import griffin_lim, random_phase
     from orchestrion.audio.spectral import HOP, denormalise_magnitude, istft, log_magnitude, spectral_frames, stft
-    from orchestrion.musika.codec import PAD, encode_audio, padded_frames
+    from orchestrion.musika.codec import PAD, encode_audio
 
-    reference = torch.as_tensor(np.asarray(wave, dtype=np.float32)).reshape(1, -1)  # (1, L)
+    reference, padded = _codec_padding(wave, model.level1.config.window_frames)
     length = reference.shape[-1]
-    frames = padded_frames(length, model.level1.config.window_frames)
-    padded = F.pad(reference, (PAD, HOP * frames - length))  # (1, 256·K + 768), as the codec pads
     spectrum = stft(padded)  # (1, 513, K)
     features = log_magnitude(spectrum)
     input_phase = torch.angle(spectrum) / math.pi
@@ -211,8 +228,7 @@ def reconstruct_systems(
         waves[GRIFFIN_LIM] = istft(exact, griffin_lim(exact, griffin_lim_iterations, generator=generator))
         waves[RANDOM_PHASE] = istft(exact, random_phase(exact, generator))
         waves[FRONT_END] = istft(denormalise_magnitude(features), input_phase)
-    trimmed = {system: rebuilt[0, PAD : PAD + length].clamp(-1.0, 1.0) for system, rebuilt in waves.items()}
-    return Reconstructions(trimmed, feature_l1)
+    return Reconstructions({system: _trimmed(rebuilt, length) for system, rebuilt in waves.items()}, feature_l1)
 
 
 def score_file(
@@ -300,6 +316,84 @@ def evaluate_autoencoder(
             values = [row[system][metric] for row in report.files if row[system][metric] is not None]
             report.mean[system][metric] = float(np.mean(values)) if values else None
     return report
+
+
+LINEAR_CODE_SECONDS = 60.0  # per wave fitted: frames of every track, at a bounded cost for long ones
+
+
+class LinearFrameCode:
+    """The best linear code of ``dims`` numbers per STFT frame: PCA of normalised log-power frames.
+
+    A bottleneck reference for the level-1 autoencoder, whose encoder also codes each frame of 513
+    normalised log-power bins (:func:`~orchestrion.audio.spectral.log_magnitude`) in ``latent_dim``
+    numbers: :meth:`reconstruct` decodes with the input's own phase, so its distances are what a
+    linear frame code of that size keeps given a perfect phase. Fitted with :meth:`fit`.
+    """
+
+    def __init__(self, mean: Tensor, components: Tensor, frames: int, waves: int) -> None:
+        self.mean = mean  # (513,) float64 mean frame
+        self.components = components  # (513, dims) float64, orthonormal, largest variance first
+        self.frames = frames  # frames fitted
+        self.waves = waves  # waves they came from
+
+    @property
+    def dims(self) -> int:
+        return self.components.shape[1]
+
+    @classmethod
+    def fit(
+        cls, waves: Iterable[np.ndarray | Tensor], dims: int, *, seconds: float = LINEAR_CODE_SECONDS
+    ) -> LinearFrameCode:
+        """The top ``dims`` principal components of the frames of ``waves`` (mono, (L,) at 22.05 kHz).
+
+        Only the middle ``seconds`` of each wave are used (all of a shorter one), so a folder of long
+        tracks is fitted in bounded time with every track weighing about the same; a wave shorter
+        than one STFT frame adds nothing. The mean-centred covariance is accumulated in float64 and
+        diagonalised by ``torch.linalg.eigh``. Raises :class:`ConfigError` for ``dims`` outside
+        1..513 or ``seconds`` ≤ 0, :class:`DataError` when no wave has a whole frame.
+        """
+        from orchestrion.audio.spectral import N_BINS, N_FFT, SAMPLE_RATE, log_magnitude, stft
+
+        if not 1 <= dims <= N_BINS:
+            raise ConfigError(f"a linear frame code has 1 to {N_BINS} dimensions (one per frequency bin), got {dims}")
+        if not seconds > 0:
+            raise ConfigError(f"a linear frame code is fitted on > 0 seconds per wave, got {seconds}")
+        length = round(seconds * SAMPLE_RATE)
+        total = torch.zeros(N_BINS, dtype=torch.float64)
+        outer = torch.zeros(N_BINS, N_BINS, dtype=torch.float64)
+        frames = used = 0
+        for wave in waves:
+            samples = torch.as_tensor(np.asarray(wave, dtype=np.float32)).reshape(-1)
+            if samples.numel() < N_FFT:
+                continue
+            start = max(0, (samples.numel() - length) // 2)
+            features = log_magnitude(stft(samples[None, start : start + length]))[0].double().T  # (K, 513)
+            total += features.sum(dim=0)
+            outer += features.T @ features
+            frames += features.shape[0]
+            used += 1
+        if frames == 0:
+            raise DataError(f"no audio to fit a linear frame code on: no wave of at least {N_FFT} samples")
+        mean = total / frames
+        _, vectors = torch.linalg.eigh(outer / frames - torch.outer(mean, mean))  # ascending eigenvalues
+        return cls(mean, vectors[:, -dims:].flip(-1).contiguous(), frames, used)
+
+    def reconstruct(self, wave: np.ndarray | Tensor) -> Tensor:
+        """``wave`` (L,) at 22.05 kHz through the code, with its own phase: (L,) float32 in [-1, 1].
+
+        Its frames are projected on the components and back, clipped to [-1, 1], de-normalised and
+        resynthesised with the input's STFT phase, padded and trimmed as in :func:`reconstruct_systems`
+        (frame by frame, so the trailing padding does not change the file's samples).
+        """
+        from orchestrion.audio.spectral import denormalise_magnitude, istft, log_magnitude, stft
+
+        reference, padded = _codec_padding(wave, 1)
+        spectrum = stft(padded)  # (1, 513, K)
+        features = log_magnitude(spectrum)[0].double().T  # (K, 513)
+        coded = (features - self.mean) @ self.components  # (K, dims)
+        rebuilt = (coded @ self.components.T + self.mean).clamp(-1.0, 1.0).T[None].float()
+        wave_out = istft(denormalise_magnitude(rebuilt), torch.angle(spectrum) / math.pi)
+        return _trimmed(wave_out, reference.shape[-1])
 
 
 METRIC_HEADERS = {

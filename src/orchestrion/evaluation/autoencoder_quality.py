@@ -387,7 +387,7 @@ class LinearFrameCode:
         """
         from orchestrion.audio.spectral import denormalise_magnitude, istft, log_magnitude, stft
 
-        reference, padded = _codec_padding(wave, 1)
+        reference, padded = _codec_padding(wave, 1)  # whole frames: a frame code has no decoder window
         spectrum = stft(padded)  # (1, 513, K)
         features = log_magnitude(spectrum)[0].double().T  # (K, 513)
         coded = (features - self.mean) @ self.components  # (K, dims)

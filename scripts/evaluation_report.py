@@ -3,11 +3,16 @@ r"""Write docs/evaluation.md, docs/evaluation.json and docs/images/evaluation/*.
     python scripts/evaluation_report.py --train-audio runs/default-models/train \
         --heldout-audio runs/default-models/heldout --midi runs/default-models/midi \
         --musika-model runs/default-models/gan --symphony-model runs/default-models/symphony \
-        --autoencoders l1p1=runs/default-models/l1p1,l1p2=runs/default-models/l1p2,l2p1=runs/default-models/l2p1
+        --autoencoders l1p1=runs/orchestral/l1p1,l1p2=runs/orchestral/l1p2,l2p1=runs/orchestral/l2p1 \
+        --ae-train-audio runs/orchestral/train --ae-heldout-audio runs/orchestral/heldout \
+        --ood-audio runs/orchestral/ood
 
 A model left out is the bundled one (orchestrion.pretrained); a section whose inputs are missing is
-left out with a line saying why. The files are written by this script only, never by hand; the
-sections are computed by orchestrion.evaluation.report.
+left out with a line saying why. The autoencoder study reads --ae-train-audio and --ae-heldout-audio
+(its runs' training audio and audio kept from them; default: --train-audio and --heldout-audio, the
+FAD section's folders), so autoencoders trained on other music than the latent GAN are judged on
+their own data. The files are written by this script only, never by hand; the sections are computed
+by orchestrion.evaluation.report.
 """
 
 from __future__ import annotations
@@ -72,8 +77,14 @@ def parser() -> argparse.ArgumentParser:
                              "(default: the bundled Musika model's autoencoder)")
     models.add_argument("--symphony-model", type=Path, help="SymphonyNet run (with its split.json)")
     data = p.add_argument_group("data")
-    data.add_argument("--train-audio", type=Path, help="training audio folder (real-vs-real FAD, latent statistics)")
-    data.add_argument("--heldout-audio", type=Path, help="held-out audio folder (the FAD reference)")
+    data.add_argument("--train-audio", type=Path, help="training audio folder (real-vs-real FAD, latent statistics; "
+                                                        "the autoencoder study's unless --ae-train-audio)")
+    data.add_argument("--heldout-audio", type=Path, help="held-out audio folder (the FAD reference; the autoencoder "
+                                                          "study's unless --ae-heldout-audio)")
+    data.add_argument("--ae-train-audio", type=Path, help="training audio of the autoencoder study: excerpts and "
+                                                           "the linear frame code's fit (default: --train-audio)")
+    data.add_argument("--ae-heldout-audio", type=Path, help="held-out audio of the autoencoder study "
+                                                             "(default: --heldout-audio)")
     data.add_argument("--ood-audio", type=Path, help="out-of-domain audio folder for the autoencoder study")
     data.add_argument("--midi", type=Path, help="folder the SymphonyNet run's pieces were tokenized from")
     data.add_argument("--embedder", default="spectral-stats",
@@ -148,12 +159,14 @@ def build_report(args: argparse.Namespace, argv: list[str], scratch: Path):
     # by default the autoencoder of the latent GAN (given or bundled) is studied
     runs = args.autoencoders or ({musika_model.name: musika_model} if musika_model is not None else None)
     folders = {label: folder for label, folder in
-               (("training", args.train_audio), ("held-out", args.heldout_audio), ("out-of-domain", args.ood_audio))
+               (("training", args.ae_train_audio or args.train_audio),
+                ("held-out", args.ae_heldout_audio or args.heldout_audio), ("out-of-domain", args.ood_audio))
                if folder is not None}
     if not runs:
         report.left_out[title] = "no --autoencoders, no --musika-model and no bundled Musika model"
     elif not folders:
-        report.left_out[title] = "needs at least one of --train-audio, --heldout-audio, --ood-audio"
+        report.left_out[title] = ("needs at least one of --ae-train-audio, --ae-heldout-audio (or --train-audio, "
+                                  "--heldout-audio), --ood-audio")
     else:
         report.sections.append(autoencoder_section(
             runs, folders, scratch=scratch, images=images, files=args.files, excerpt_seconds=args.excerpt_seconds,

@@ -19,10 +19,13 @@ from orchestrion.evaluation.autoencoder_quality import (
     GRIFFIN_LIM,
     METRICS,
     MODEL,
+    MODEL_GRIFFIN_LIM,
     MODEL_ORACLE_PHASE,
     RANDOM_PHASE,
+    LinearFrameCode,
     evaluate_autoencoder,
     reconstruct_systems,
+    score_file,
 )
 from orchestrion.musika.config import AutoencoderTrainingConfig
 from orchestrion.musika.models import load_autoencoder
@@ -115,6 +118,89 @@ def test_a_phase2_model_reports_no_si_sdr_and_bad_files_are_skipped(setup, tmp_p
         evaluate_autoencoder(data, setup["phase2"], baselines=False, progress=False)
 
 
+def test_griffin_lim_on_the_model_magnitude_is_a_seeded_row_of_every_model(setup, chorale) -> None:
+    wave = chorale[: 2 * 22050].astype(np.float32)
+    for name, oracle in (("phase1", True), ("phase2", False), ("level2", False)):
+        model = load_autoencoder(setup[name])
+        scores = score_file(wave, model, oracle_phase=oracle, model_griffin_lim=True)
+        first = MODEL_ORACLE_PHASE if oracle else MODEL
+        assert list(scores) == [first, MODEL_GRIFFIN_LIM, GRIFFIN_LIM, RANDOM_PHASE, FRONT_END], name
+        row = scores[MODEL_GRIFFIN_LIM]
+        assert all(np.isfinite(row[m]) for m in ("log_mel_distance", "multiscale_spectral_distance", "lsd_db"))
+        # the same decoder magnitude as the model's row; its phase is not meant to match the input's
+        assert row["feature_l1"] == scores[first]["feature_l1"] > 0 and row["si_sdr_db"] is None
+        assert score_file(wave, model, oracle_phase=oracle, model_griffin_lim=True) == scores, name  # seeded
+    waves = reconstruct_systems(wave, model, oracle_phase=False, baselines=False, model_griffin_lim=True).waves
+    assert list(waves) == [MODEL, MODEL_GRIFFIN_LIM]
+    assert waves[MODEL_GRIFFIN_LIM].shape == waves[MODEL].shape == (len(wave),)
+
+
+def test_on_a_perfect_magnitude_the_model_rows_are_the_exact_magnitude_baselines(setup, chorale, monkeypatch) -> None:
+    """A decoder that returns the input's own features: with the input phase it is the front end round
+    trip, with Griffin-Lim phase the exact-magnitude Griffin-Lim baseline (same seed, same magnitude but
+    for the front end's power floor)."""
+    from orchestrion.audio.spectral import wave_to_features
+    from orchestrion.evaluation import autoencoder_quality
+    from orchestrion.musika.codec import PAD, padded_frames
+
+    wave = chorale[: 3 * 22050].astype(np.float32)
+    model = load_autoencoder(setup["phase1"])
+    padded = torch.nn.functional.pad(torch.from_numpy(wave)[None], (PAD, 256 * padded_frames(len(wave)) - len(wave)))
+    features = wave_to_features(padded)
+    monkeypatch.setattr(autoencoder_quality, "decode_spectrogram", lambda latents, model: (features, None))
+    waves = reconstruct_systems(wave, model, oracle_phase=True, model_griffin_lim=True).waves
+    assert torch.equal(waves[MODEL_ORACLE_PHASE], waves[FRONT_END])
+    error = (waves[MODEL_GRIFFIN_LIM] - waves[GRIFFIN_LIM]).square().mean().sqrt()
+    assert float(error) < 1e-3 * float(waves[GRIFFIN_LIM].square().mean().sqrt())
+    scores = score_file(wave, model, oracle_phase=True, model_griffin_lim=True)
+    assert scores[MODEL_GRIFFIN_LIM]["log_mel_distance"] == pytest.approx(
+        scores[GRIFFIN_LIM]["log_mel_distance"], rel=0.02
+    )
+
+
+def test_a_full_rank_linear_frame_code_is_the_front_end_round_trip(setup, chorale) -> None:
+    from orchestrion.evaluation.spectral_metrics import SPECTRAL_METRICS, spectral_distances
+
+    wave = chorale[: 2 * 22050].astype(np.float32)
+    code = LinearFrameCode.fit([wave], 513)
+    rebuilt = code.reconstruct(wave)
+    systems = reconstruct_systems(wave, load_autoencoder(setup["phase1"]), oracle_phase=True).waves
+    assert rebuilt.shape == systems[FRONT_END].shape == (len(wave),)
+    reference = torch.from_numpy(wave).double()
+    full, floor = spectral_distances(reference, rebuilt), spectral_distances(reference, systems[RANDOM_PHASE])
+    for metric in SPECTRAL_METRICS:
+        assert full[metric] <= 1e-3 * floor[metric], metric
+    assert float((rebuilt - systems[FRONT_END]).abs().max()) < 1e-4
+
+
+def test_a_linear_frame_code_improves_with_every_dimension_added(chorale) -> None:
+    from orchestrion.evaluation.spectral_metrics import spectral_distances
+
+    wave = chorale.astype(np.float32)  # 4 s: chords changing, onsets and a release into near-silence
+    reference = torch.from_numpy(wave).double()
+    distances = []
+    for dims in (8, 32, 128):
+        code = LinearFrameCode.fit([wave], dims)
+        gram = code.components.T @ code.components
+        assert code.dims == dims and torch.allclose(gram, torch.eye(dims, dtype=torch.float64))
+        distances.append(spectral_distances(reference, code.reconstruct(wave))["log_mel_distance"])
+    assert distances[0] > distances[1] > distances[2] > 0
+
+
+def test_a_linear_frame_code_uses_the_middle_seconds_and_refuses_bad_input(chorale) -> None:
+    from orchestrion.audio.spectral import spectral_frames
+    from orchestrion.errors import DataError
+
+    code = LinearFrameCode.fit([chorale, np.zeros(500), chorale[:22050]], 4, seconds=2.0)
+    assert (code.waves, code.frames) == (2, spectral_frames(2 * 22050) + spectral_frames(22050))
+    for dims in (0, 514):
+        with pytest.raises(ConfigError, match=f"1 to 513 dimensions .*got {dims}"):
+            LinearFrameCode.fit([chorale], dims)
+    for waves in ([], [np.zeros(1000)]):
+        with pytest.raises(DataError, match="no audio to fit a linear frame code on"):
+            LinearFrameCode.fit(waves, 16)
+
+
 def test_missing_or_empty_folders_are_refused(setup, tmp_path) -> None:
     from orchestrion.errors import DataError
 
@@ -144,3 +230,11 @@ def test_cli_prints_the_table_writes_json_and_refuses_clearly(setup, capsys) -> 
         capsys, "evaluate", "reconstruction", setup["data"], "--model", setup["phase2"], "--oracle-phase"
     )
     assert "decodes its own phase, so its audio is scored as it is" in refused
+    griffin_lim = runner.invoke(
+        app,
+        [*map(str, ["evaluate", "reconstruction", setup["data"], "--model", setup["phase2"]]), "--griffin-lim-on-model",
+         "--no-baselines", "--device", "cpu"],
+        env={"COLUMNS": "160"},
+    )
+    assert griffin_lim.exit_code == 0, (griffin_lim.output, griffin_lim.exception)
+    assert "model mag. + Griffin-Lim" in griffin_lim.output and "random phase" not in griffin_lim.output

@@ -14,6 +14,12 @@ from orchestrion.evaluation.report import format_number
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIPS, CLIP_SECONDS, PIECES, BARS = 2, 2, 3, 4
+LINEAR_CODE = "linear 16-dim frame code (PCA of training frames) + input phase"  # debug level-1 latent: 16 dims
+AUTOENCODER_ROWS = [
+    "l1p1 (magnitude + input phase)", "l1p1 magnitude + Griffin-Lim phase (32 it.)",
+    "l1p2", "l1p2 magnitude + Griffin-Lim phase (32 it.)", LINEAR_CODE,
+    "exact magnitude + Griffin-Lim phase (32 it.)", "exact magnitude + random phase", "front end round trip (ceiling)",
+]
 
 
 def _script():
@@ -111,7 +117,13 @@ def test_every_section_table_and_picture_is_there(report) -> None:
     titles = [table["title"] for table in data["autoencoders"]["tables"]]
     assert [t.split(":")[0] for t in titles] == ["training", "held-out", "out-of-domain"]
     for table in data["autoencoders"]["tables"]:
-        assert [row["system"] for row in table["rows"]][:2] == ["l1p1 (magnitude + input phase)", "l1p2"]
+        assert [row["system"] for row in table["rows"]] == AUTOENCODER_ROWS
+        assert list(_markdown_table(markdown, table["title"])) == AUTOENCODER_ROWS
+    intro = data["autoencoders"]["markdown"]
+    assert "*NAME magnitude + Griffin-Lim phase*" in intro and "*linear frame code*" in intro
+    # fitted on the training folder's two files, not on their excerpts alone
+    assert "middle 60 s of 2 files of the training folder (all of them;" in intro
+    assert data["autoencoders"]["data"]["linear_code"]["dims"] == 16  # the debug level-1 latent size
     headline = data["symphony"]["tables"][0]
     assert headline["columns"] == ["mean OA ↑", "pitch-class JSD ↓", "instrument JSD ↓", "PC-transition rel. OA ↑",
                                    "MMR valid ↑"]
@@ -146,6 +158,9 @@ def test_baselines_order_as_they_must(report) -> None:
             assert ceiling < values["exact magnitude + Griffin-Lim phase (32 it.)"][column]
             assert values["exact magnitude + Griffin-Lim phase (32 it.)"][column] < values[
                 "exact magnitude + random phase"][column]
+            # 16 numbers per frame lose what the front end keeps (the random-phase floor is no bound on them:
+            # its magnitude is exact)
+            assert ceiling < values[LINEAR_CODE][column]
     symbolic = rows(report["json"]["symphony"]["tables"][0])
     # shuffling pitches inside each voice keeps every per-piece statistic and the pooled histograms exactly
     assert symbolic["held-out, pitches shuffled"][:3] == [pytest.approx(1.0, abs=1e-6), 0.0, 0.0]
@@ -198,11 +213,35 @@ def test_sections_without_their_inputs_are_left_out_with_the_reason(inputs, tmp_
     left_out = json.loads((tmp_path / "evaluation.json").read_text())["left_out"]
     assert left_out == {
         "Musika: generated audio (FAD)": "needs --train-audio and --heldout-audio",
-        "Musika autoencoders: reconstruction quality": "needs at least one of --train-audio, --heldout-audio, "
+        "Musika autoencoders: reconstruction quality": "needs at least one of --ae-train-audio, "
+                                                       "--ae-heldout-audio (or --train-audio, --heldout-audio), "
                                                        "--ood-audio",
         "SymphonyNet: generated pieces": "needs --midi (the folder the run's pieces came from)",
     }
     assert markdown.count("Left out:") == 3
+
+
+def test_the_autoencoder_study_reads_its_own_audio_folders(inputs, tmp_path: Path, monkeypatch) -> None:
+    from orchestrion.evaluation import report as report_module
+
+    studied = {}
+
+    def autoencoder_section(runs, folders, **_):
+        studied.update(folders)
+        return report_module.Section(key="autoencoders", title="Musika autoencoders: reconstruction quality")
+
+    monkeypatch.setattr(report_module, "autoencoder_section", autoencoder_section)
+    # the FAD section keeps --train-audio/--heldout-audio; its work is not under test here
+    monkeypatch.setattr(report_module, "musika_section",
+                        lambda *_, **__: report_module.Section(key="musika", title="Musika: generated audio (FAD)"))
+    common = ["--musika-model", str(inputs["gan"]), "--autoencoders", f"l1p1={inputs['l1p1']}",
+              "--symphony-model", str(inputs["symphony"])]
+    assert _script().main([*common, "--train-audio", str(inputs["train"]), "--heldout-audio", str(inputs["heldout"]),
+                           "--ae-train-audio", str(inputs["ood"]), "--out", str(tmp_path / "own")]) == 0
+    assert studied == {"training": inputs["ood"], "held-out": inputs["heldout"]}
+    studied.clear()
+    assert _script().main([*common, "--ae-heldout-audio", str(inputs["ood"]), "--out", str(tmp_path / "alone")]) == 0
+    assert studied == {"held-out": inputs["ood"]}
 
 
 def test_a_midi_folder_without_the_held_out_pieces_is_one_clear_error(inputs, tmp_path: Path, capsys) -> None:

@@ -3,29 +3,36 @@
 For every reference file the same command scores, side by side (spectral distances of
 :mod:`orchestrion.evaluation.spectral_metrics`, lower is better, ≈ 0 for a perfect reconstruction):
 
-=====================================  ==========================================================  ========
-system                                 what it is                                                  SI-SDR
-=====================================  ==========================================================  ========
-``model``                              the autoencoder's audio, its own (learned) phase            --
-``model magnitude + input phase``      ``--oracle-phase``: the decoder's magnitude with the        yes
-                                       input's own STFT phase (how a phase-1 model is judged)
-``exact magnitude + Griffin-Lim``      |STFT(input)| with 32 iterations of fast Griffin-Lim        --
-``exact magnitude + random phase``     |STFT(input)| with uniform random phase (the floor)         --
-``front end round trip``               input -> normalised features -> iSTFT with input phase      yes
-                                       (the ceiling: what the front end itself loses)
-=====================================  ==========================================================  ========
+=========================================  ==========================================================  ========
+system                                     what it is                                                  SI-SDR
+=========================================  ==========================================================  ========
+``model``                                  the autoencoder's audio, its own (learned) phase            --
+``model magnitude + input phase``          ``--oracle-phase``: the decoder's magnitude with the        yes
+                                           input's own STFT phase (how a phase-1 model is judged)
+``model magnitude + Griffin-Lim phase``    ``--griffin-lim-on-model``: the decoder's magnitude with    --
+                                           32 iterations of fast Griffin-Lim (learned vs classical
+                                           phase on the same magnitude; any model)
+``exact magnitude + Griffin-Lim``          |STFT(input)| with 32 iterations of fast Griffin-Lim        --
+``exact magnitude + random phase``         |STFT(input)| with uniform random phase (the floor)         --
+``front end round trip``                   input -> normalised features -> iSTFT with input phase      yes
+                                           (the ceiling: what the front end itself loses)
+=========================================  ==========================================================  ========
 
 SI-SDR is reported only where the phase is meant to match the input's; a learned or classical
 phase that sounds right scores arbitrarily low on it. The model row also carries ``feature_l1``:
 the L1 distance between the decoder's normalised log-power output and the input's (the training
 loss of phase 1, spec §5.1), over the frames that lie wholly inside the file -- the decoder's
-magnitude error, independent of any phase.
+magnitude error, independent of any phase; the Griffin-Lim row on the model's magnitude carries the
+same value, since it is the same magnitude.
 
 ``--oracle-phase`` is accepted only for a magnitude-only (level-1 phase-1) model, the one model
 that has no phase of its own; a phase-2 (or level-2) model is refused with a message: its decoder
 makes its own phase, the audio it produces is what it must be judged on, and pairing its
 magnitude with the input's phase would score a system that never exists (its magnitude alone is
 its ``feature_l1``). Without ``--oracle-phase`` a phase-1 model is refused, since it cannot make audio.
+``--griffin-lim-on-model`` is accepted for every model, next to its main row: on a phase-2 model it
+compares the learned phase with the classical one on the same magnitude; on a phase-1 model, its
+distance from the oracle-phase row is what a classical phase would cost that magnitude.
 
 All systems see the same padded signal as the codec (:func:`orchestrion.musika.codec.encode_audio`:
 768 zeros in front, zeros up to whole decoder windows), so every sample of the file is under full
@@ -36,6 +43,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,11 +64,14 @@ if TYPE_CHECKING:
 
 MODEL = "model"
 MODEL_ORACLE_PHASE = "model magnitude + input phase"
+MODEL_GRIFFIN_LIM = "model magnitude + Griffin-Lim phase"
 GRIFFIN_LIM = "exact magnitude + Griffin-Lim phase"
 RANDOM_PHASE = "exact magnitude + random phase"
 FRONT_END = "front end round trip"
 # systems whose phase is the input's own: the only rows where SI-SDR means something
 PHASE_MATCHED = (MODEL_ORACLE_PHASE, FRONT_END)
+# systems made from the decoder's magnitude: the rows where feature_l1 applies
+MODEL_MAGNITUDE = (MODEL, MODEL_ORACLE_PHASE, MODEL_GRIFFIN_LIM)
 METRICS = (*SPECTRAL_METRICS, "si_sdr_db", "feature_l1")
 EVALUATION_SEED = 0  # decoder noise, random and Griffin-Lim initial phases
 
@@ -133,9 +144,13 @@ def decode_spectrogram(
     return torch.cat(magnitudes, dim=-1), phase
 
 
-def _systems(oracle_phase: bool, baselines: bool) -> list[str]:
+def _systems(oracle_phase: bool, baselines: bool, model_griffin_lim: bool) -> list[str]:
     first = MODEL_ORACLE_PHASE if oracle_phase else MODEL
-    return [first, *((GRIFFIN_LIM, RANDOM_PHASE, FRONT_END) if baselines else ())]
+    return [
+        first,
+        *((MODEL_GRIFFIN_LIM,) if model_griffin_lim else ()),
+        *((GRIFFIN_LIM, RANDOM_PHASE, FRONT_END) if baselines else ()),
+    ]
 
 
 @dataclass
@@ -150,23 +165,45 @@ class Reconstructions:
     feature_l1: float
 
 
+def _codec_padding(wave: np.ndarray | Tensor, window_frames: int) -> tuple[Tensor, Tensor]:
+    """``wave`` as (1, L) float32, and padded as the codec pads it: (1, 256·K + 768) with 768 zeros in
+    front and zeros up to whole decoder windows of ``window_frames`` frames."""
+    from orchestrion.audio.spectral import HOP
+    from orchestrion.musika.codec import PAD, padded_frames
+
+    reference = torch.as_tensor(np.asarray(wave, dtype=np.float32)).reshape(1, -1)
+    length = reference.shape[-1]
+    return reference, F.pad(reference, (PAD, HOP * padded_frames(length, window_frames) - length))
+
+
+def _trimmed(rebuilt: Tensor, length: int) -> Tensor:
+    """The (L,) samples of a (1, 256·K + 768) resynthesis of :func:`_codec_padding`'s signal, clipped to [-1, 1]."""
+    from orchestrion.musika.codec import PAD
+
+    return rebuilt[0, PAD : PAD + length].clamp(-1.0, 1.0)
+
+
 def reconstruct_systems(
     wave: np.ndarray | Tensor,
     model: TrainedAutoencoder,
     *,
     oracle_phase: bool,
     baselines: bool = True,
+    model_griffin_lim: bool = False,
     griffin_lim_iterations: int = 32,
 ) -> Reconstructions:
-    """The model's (or its magnitude's) audio and the baselines' for one mono file ``wave`` (L,) at 22.05 kHz."""
+    """The model's (or its magnitude's) audio and the baselines' for one mono file ``wave`` (L,) at 22.05 kHz.
+
+    ``model_griffin_lim`` adds the decoder's magnitude with Griffin-Lim phase; its initial phase comes
+    from a generator seeded like the exact-magnitude baseline's, so the two rows differ by the
+    magnitude alone.
+    """
     from orchestrion.audio.phase import griffin_lim, random_phase
     from orchestrion.audio.spectral import HOP, denormalise_magnitude, istft, log_magnitude, spectral_frames, stft
-    from orchestrion.musika.codec import PAD, encode_audio, padded_frames
+    from orchestrion.musika.codec import PAD, encode_audio
 
-    reference = torch.as_tensor(np.asarray(wave, dtype=np.float32)).reshape(1, -1)  # (1, L)
+    reference, padded = _codec_padding(wave, model.level1.config.window_frames)
     length = reference.shape[-1]
-    frames = padded_frames(length, model.level1.config.window_frames)
-    padded = F.pad(reference, (PAD, HOP * frames - length))  # (1, 256·K + 768), as the codec pads
     spectrum = stft(padded)  # (1, 513, K)
     features = log_magnitude(spectrum)
     input_phase = torch.angle(spectrum) / math.pi
@@ -175,27 +212,39 @@ def reconstruct_systems(
     inside = slice(PAD // HOP, PAD // HOP + spectral_frames(length))  # frames wholly inside the file
     feature_l1 = float((magnitude - features)[..., inside].abs().mean())
     waves: dict[str, Tensor] = {}
+    model_magnitude = denormalise_magnitude(magnitude)
     if oracle_phase:
-        waves[MODEL_ORACLE_PHASE] = istft(denormalise_magnitude(magnitude), input_phase)
+        waves[MODEL_ORACLE_PHASE] = istft(model_magnitude, input_phase)
     else:
-        waves[MODEL] = istft(denormalise_magnitude(magnitude), phase)
+        waves[MODEL] = istft(model_magnitude, phase)
+    if model_griffin_lim:
+        generator = torch.Generator().manual_seed(EVALUATION_SEED)
+        waves[MODEL_GRIFFIN_LIM] = istft(
+            model_magnitude, griffin_lim(model_magnitude, griffin_lim_iterations, generator=generator)
+        )
     if baselines:
         generator = torch.Generator().manual_seed(EVALUATION_SEED)
         exact = spectrum.abs()
         waves[GRIFFIN_LIM] = istft(exact, griffin_lim(exact, griffin_lim_iterations, generator=generator))
         waves[RANDOM_PHASE] = istft(exact, random_phase(exact, generator))
         waves[FRONT_END] = istft(denormalise_magnitude(features), input_phase)
-    trimmed = {system: rebuilt[0, PAD : PAD + length].clamp(-1.0, 1.0) for system, rebuilt in waves.items()}
-    return Reconstructions(trimmed, feature_l1)
+    return Reconstructions({system: _trimmed(rebuilt, length) for system, rebuilt in waves.items()}, feature_l1)
 
 
 def score_file(
-    wave: np.ndarray, model: TrainedAutoencoder, *, oracle_phase: bool, baselines: bool = True
+    wave: np.ndarray,
+    model: TrainedAutoencoder,
+    *,
+    oracle_phase: bool,
+    baselines: bool = True,
+    model_griffin_lim: bool = False,
 ) -> dict[str, dict[str, float | None]]:
     """Every system's measures (:data:`METRICS`) for one mono file ``wave`` (L,) at 22.05 kHz."""
     from orchestrion.evaluation.reconstruction import si_sdr
 
-    rebuilt = reconstruct_systems(wave, model, oracle_phase=oracle_phase, baselines=baselines)
+    rebuilt = reconstruct_systems(
+        wave, model, oracle_phase=oracle_phase, baselines=baselines, model_griffin_lim=model_griffin_lim
+    )
     reference = torch.as_tensor(np.asarray(wave)).reshape(-1).double()
     silent_reference = float((reference - reference.mean()).square().sum()) == 0.0
     scores: dict[str, dict[str, float | None]] = {}
@@ -203,7 +252,7 @@ def score_file(
         row: dict[str, float | None] = dict(spectral_distances(reference, estimate))
         matched = system in PHASE_MATCHED and not silent_reference
         row["si_sdr_db"] = si_sdr(reference, estimate) if matched else None
-        row["feature_l1"] = rebuilt.feature_l1 if system in (MODEL, MODEL_ORACLE_PHASE) else None
+        row["feature_l1"] = rebuilt.feature_l1 if system in MODEL_MAGNITUDE else None
         scores[system] = row
     return scores
 
@@ -214,10 +263,12 @@ def evaluate_autoencoder(
     *,
     oracle_phase: bool = False,
     baselines: bool = True,
+    model_griffin_lim: bool = False,
     device: str = "auto",
     progress: bool = True,
 ) -> AutoencoderQualityReport:
-    """Score a Musika autoencoder on every audio file under ``reference_dir``, with phase baselines.
+    """Score a Musika autoencoder on every audio file under ``reference_dir``, with phase baselines
+    (and, with ``model_griffin_lim``, its decoder's magnitude with Griffin-Lim phase).
 
     Files are mixed to mono at 22.05 kHz (the autoencoders are mono models). Unreadable files and
     files shorter than 2048 samples are skipped and listed in ``report.skipped``. Raises
@@ -236,7 +287,7 @@ def evaluate_autoencoder(
     files = collect_audio_files(reference_dir)
     model = load_autoencoder(model_path, resolve_device(device), accept_gan_run=True)
     _check_mode(model, model_path, oracle_phase)
-    systems = _systems(oracle_phase, baselines)
+    systems = _systems(oracle_phase, baselines, model_griffin_lim)
     report = AutoencoderQualityReport(
         model=str(model.path), reference_dir=str(reference_dir), oracle_phase=oracle_phase, systems=systems
     )
@@ -252,9 +303,10 @@ def evaluate_autoencoder(
             except (AudioError, DataError) as error:
                 skipped.skip(path, str(error))
             else:
-                report.files.append(
-                    {"file": name, **score_file(wave[0], model, oracle_phase=oracle_phase, baselines=baselines)}
+                scores = score_file(
+                    wave[0], model, oracle_phase=oracle_phase, baselines=baselines, model_griffin_lim=model_griffin_lim
                 )
+                report.files.append({"file": name, **scores})
             bar.advance(task)
     report.skipped = skipped.skipped
     skipped.require_some(len(report.files), f"reference audio in {reference_dir}")
@@ -264,6 +316,84 @@ def evaluate_autoencoder(
             values = [row[system][metric] for row in report.files if row[system][metric] is not None]
             report.mean[system][metric] = float(np.mean(values)) if values else None
     return report
+
+
+LINEAR_CODE_SECONDS = 60.0  # per wave fitted: frames of every track, at a bounded cost for long ones
+
+
+class LinearFrameCode:
+    """The best linear code of ``dims`` numbers per STFT frame: PCA of normalised log-power frames.
+
+    A bottleneck reference for the level-1 autoencoder, whose encoder also codes each frame of 513
+    normalised log-power bins (:func:`~orchestrion.audio.spectral.log_magnitude`) in ``latent_dim``
+    numbers: :meth:`reconstruct` decodes with the input's own phase, so its distances are what a
+    linear frame code of that size keeps given a perfect phase. Fitted with :meth:`fit`.
+    """
+
+    def __init__(self, mean: Tensor, components: Tensor, frames: int, waves: int) -> None:
+        self.mean = mean  # (513,) float64 mean frame
+        self.components = components  # (513, dims) float64, orthonormal, largest variance first
+        self.frames = frames  # frames fitted
+        self.waves = waves  # waves they came from
+
+    @property
+    def dims(self) -> int:
+        return self.components.shape[1]
+
+    @classmethod
+    def fit(
+        cls, waves: Iterable[np.ndarray | Tensor], dims: int, *, seconds: float = LINEAR_CODE_SECONDS
+    ) -> LinearFrameCode:
+        """The top ``dims`` principal components of the frames of ``waves`` (mono, (L,) at 22.05 kHz).
+
+        Only the middle ``seconds`` of each wave are used (all of a shorter one), so a folder of long
+        tracks is fitted in bounded time with every track weighing about the same; a wave shorter
+        than one STFT frame adds nothing. The mean-centred covariance is accumulated in float64 and
+        diagonalised by ``torch.linalg.eigh``. Raises :class:`ConfigError` for ``dims`` outside
+        1..513 or ``seconds`` ≤ 0, :class:`DataError` when no wave has a whole frame.
+        """
+        from orchestrion.audio.spectral import N_BINS, N_FFT, SAMPLE_RATE, log_magnitude, stft
+
+        if not 1 <= dims <= N_BINS:
+            raise ConfigError(f"a linear frame code has 1 to {N_BINS} dimensions (one per frequency bin), got {dims}")
+        if not seconds > 0:
+            raise ConfigError(f"a linear frame code is fitted on > 0 seconds per wave, got {seconds}")
+        length = round(seconds * SAMPLE_RATE)
+        total = torch.zeros(N_BINS, dtype=torch.float64)
+        outer = torch.zeros(N_BINS, N_BINS, dtype=torch.float64)
+        frames = used = 0
+        for wave in waves:
+            samples = torch.as_tensor(np.asarray(wave, dtype=np.float32)).reshape(-1)
+            if samples.numel() < N_FFT:
+                continue
+            start = max(0, (samples.numel() - length) // 2)
+            features = log_magnitude(stft(samples[None, start : start + length]))[0].double().T  # (K, 513)
+            total += features.sum(dim=0)
+            outer += features.T @ features
+            frames += features.shape[0]
+            used += 1
+        if frames == 0:
+            raise DataError(f"no audio to fit a linear frame code on: no wave of at least {N_FFT} samples")
+        mean = total / frames
+        _, vectors = torch.linalg.eigh(outer / frames - torch.outer(mean, mean))  # ascending eigenvalues
+        return cls(mean, vectors[:, -dims:].flip(-1).contiguous(), frames, used)
+
+    def reconstruct(self, wave: np.ndarray | Tensor) -> Tensor:
+        """``wave`` (L,) at 22.05 kHz through the code, with its own phase: (L,) float32 in [-1, 1].
+
+        Its frames are projected on the components and back, clipped to [-1, 1], de-normalised and
+        resynthesised with the input's STFT phase, padded and trimmed as in :func:`reconstruct_systems`
+        (frame by frame, so the trailing padding does not change the file's samples).
+        """
+        from orchestrion.audio.spectral import denormalise_magnitude, istft, log_magnitude, stft
+
+        reference, padded = _codec_padding(wave, 1)  # whole frames: a frame code has no decoder window
+        spectrum = stft(padded)  # (1, 513, K)
+        features = log_magnitude(spectrum)[0].double().T  # (K, 513)
+        coded = (features - self.mean) @ self.components  # (K, dims)
+        rebuilt = (coded @ self.components.T + self.mean).clamp(-1.0, 1.0).T[None].float()
+        wave_out = istft(denormalise_magnitude(rebuilt), torch.angle(spectrum) / math.pi)
+        return _trimmed(wave_out, reference.shape[-1])
 
 
 METRIC_HEADERS = {
@@ -278,6 +408,7 @@ METRIC_HEADERS = {
 SYSTEM_LABELS = {  # short names for an 80-column console; the JSON keeps the full ones
     MODEL: "model",
     MODEL_ORACLE_PHASE: "model mag. + input phase",
+    MODEL_GRIFFIN_LIM: "model mag. + Griffin-Lim",
     GRIFFIN_LIM: "Griffin-Lim phase",
     RANDOM_PHASE: "random phase",
     FRONT_END: "front end round trip",

@@ -21,6 +21,9 @@ def reconstruction_command(
     baselines: bool = typer.Option(
         True, "--baselines/--no-baselines", help="Also score exact magnitude + Griffin-Lim / random phase."
     ),
+    griffin_lim_on_model: bool = typer.Option(
+        False, "--griffin-lim-on-model", help="Also score the model's magnitude with Griffin-Lim phase (32 it.)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the --json file if it exists."),
 ) -> None:
     """Reconstruct every file with a Musika autoencoder and score it next to phase baselines: multi-resolution
@@ -30,7 +33,8 @@ def reconstruction_command(
     phase, and the front end's own round trip.
 
     A phase-1 model has no phase: score it with --oracle-phase (its magnitude, the input's phase);
-    a phase-2 model is refused with --oracle-phase.
+    a phase-2 model is refused with --oracle-phase. --griffin-lim-on-model adds, for any model, its
+    decoder's magnitude with Griffin-Lim phase: learned against classical phase on the same magnitude.
 
     Unreadable or too short files are skipped (listed, and in report.jsonl next to --json). SI-SDR is
     undefined for a silent reference and shown as "undefined". An existing --json file is replaced
@@ -41,6 +45,8 @@ def reconstruction_command(
       orchestrion evaluate reconstruction held_out/ --model runs/ae_l1_p2 --json report.json
 
       orchestrion evaluate reconstruction held_out/ --model runs/ae_l1_p1 --oracle-phase
+
+      orchestrion evaluate reconstruction held_out/ --model runs/ae_l1_p2 --griffin-lim-on-model
     """
     from rich.console import Console
 
@@ -49,7 +55,14 @@ def reconstruction_command(
 
     if json_out is not None:
         check_output_path(json_out, overwrite=overwrite, inputs=[reference_dir])
-    report = evaluate_autoencoder(reference_dir, model, oracle_phase=oracle_phase, baselines=baselines, device=device)
+    report = evaluate_autoencoder(
+        reference_dir,
+        model,
+        oracle_phase=oracle_phase,
+        baselines=baselines,
+        model_griffin_lim=griffin_lim_on_model,
+        device=device,
+    )
     console = Console()
     for table in report_tables(report):
         console.print(table)

@@ -9,8 +9,9 @@ tables are data (:class:`ReportTable`) rendered once to Markdown, so ``docs/eval
   autoencoder, training audio (real vs real), spectrum-matched noise, and the held-out set's
   split-half FAD.
 * :func:`autoencoder_section`: spectral distances of autoencoder reconstructions of excerpts of
-  training, held-out and (optionally) out-of-domain audio, next to the exact-magnitude phase
-  baselines; training curves; a spectrogram comparison.
+  training, held-out and (optionally) out-of-domain audio, each run's magnitude also with
+  Griffin-Lim phase, next to the exact-magnitude phase baselines and a linear frame code of the
+  latent's size; training curves; a spectrogram comparison.
 * :func:`symbolic_section`: SymphonyNet pieces against the run's held-out pieces, next to the
   held-out pieces with shuffled pitches, an n-gram note model and training pieces (real vs real).
 
@@ -26,11 +27,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from orchestrion.errors import DataError, MidiError
 from orchestrion.fileio import SkipReport, atomic_write_text
+
+if TYPE_CHECKING:
+    from orchestrion.evaluation.autoencoder_quality import LinearFrameCode
 
 Log = Callable[[str], None]
 IMAGES = Path("images") / "evaluation"  # relative to the report's folder
@@ -373,6 +378,48 @@ def write_excerpts(folder: str | Path, out: Path, files: int, seconds: float, sk
 
 
 _AE_COLUMNS = ("log_mel_distance", "multiscale_spectral_distance", "lsd_db")
+LINEAR_CODE_FILES = 40  # at most this many training files fit the linear code (every 2nd of 80, ...)
+
+
+def fit_linear_code(folder: str | Path, dims: int, skipped: SkipReport, *, seconds: float = 60.0,
+                    max_files: int = LINEAR_CODE_FILES) -> tuple[LinearFrameCode, int, int]:
+    """A :class:`~orchestrion.evaluation.autoencoder_quality.LinearFrameCode` of ``dims`` dimensions fitted
+    on the middle ``seconds`` of every k-th sorted audio file of ``folder`` (k = 1, or more to keep at most
+    ``max_files``). Unreadable files are skipped (recorded in ``skipped``). Returns ``(code, files in
+    the folder, k)``."""
+    from orchestrion.audio.io import collect_audio_files, load_audio
+    from orchestrion.errors import AudioError
+    from orchestrion.evaluation.autoencoder_quality import LinearFrameCode
+
+    paths = collect_audio_files(folder)
+    every = math.ceil(len(paths) / max_files)
+
+    def waves():
+        for path in paths[::every]:
+            try:
+                yield load_audio(path, channels=1)[0]
+            except AudioError as error:
+                if str(path) not in {entry["file"] for entry in skipped.skipped}:  # one line per bad file
+                    skipped.skip(path, str(error))
+
+    return LinearFrameCode.fit(waves(), dims, seconds=seconds), len(paths), every
+
+
+def _linear_code_scores(code: LinearFrameCode, excerpts: Path) -> list[dict]:
+    """Per excerpt ``{"file", metric: value}`` of ``code``'s reconstructions with the input phase, over the
+    excerpts :func:`~orchestrion.evaluation.autoencoder_quality.evaluate_autoencoder` scores too."""
+    import torch
+
+    from orchestrion.audio.io import collect_audio_files, load_audio
+    from orchestrion.evaluation.spectral_metrics import MIN_SAMPLES, spectral_distances
+
+    rows = []
+    for path in collect_audio_files(excerpts):
+        wave = load_audio(path, channels=1)[0]
+        if len(wave) >= MIN_SAMPLES:
+            distances = spectral_distances(torch.from_numpy(wave).double(), code.reconstruct(wave))
+            rows.append({"file": path.name, **distances})
+    return rows
 
 
 def _logged_metrics(run: Path) -> list[dict]:
@@ -441,19 +488,24 @@ def autoencoder_section(
     images: Path,
     files: int = 4,
     excerpt_seconds: float = 20.0,
+    linear_code_seconds: float = 60.0,
     log: Log = _quiet,
 ) -> Section:
     """Reconstruction quality of each autoencoder run (``name → run``) on excerpts of each audio folder
     (``label → folder``, e.g. training / held-out / out-of-domain), with the phase baselines.
 
-    A magnitude-only (level-1 phase-1) run is scored with the input's phase (``oracle_phase``); the
-    baselines depend only on the input and are computed once, with the first run's padding.
+    A magnitude-only (level-1 phase-1) run is scored with the input's phase (``oracle_phase``); every
+    run's magnitude is also scored with Griffin-Lim phase. The baselines depend only on the input and
+    are computed once, with the first run's padding. With a ``"training"`` folder, a linear frame code
+    of the first run's level-1 latent size is fitted on that folder's files (:func:`fit_linear_code`,
+    ``linear_code_seconds`` from the middle of each) and scored with the input phase as one more baseline.
     """
     from orchestrion.audio.io import collect_audio_files, load_audio
     from orchestrion.evaluation.autoencoder_quality import (
         FRONT_END,
         GRIFFIN_LIM,
         MODEL,
+        MODEL_GRIFFIN_LIM,
         MODEL_ORACLE_PHASE,
         RANDOM_PHASE,
         evaluate_autoencoder,
@@ -472,6 +524,15 @@ def autoencoder_section(
                                              skipped)
     models = {name: load_autoencoder(run, "cpu", accept_gan_run=True) for name, run in runs.items()}
     oracle = {name: not model.level1.config.with_phase for name, model in models.items()}
+    linear_code = linear_label = linear_facts = None
+    if "training" in folders:
+        dims = next(iter(models.values())).level1.config.latent_dim
+        log(f"autoencoders: linear {dims}-dim frame code on {folders['training']}")
+        linear_code, folder_files, every = fit_linear_code(folders["training"], dims, skipped,
+                                                           seconds=linear_code_seconds)
+        linear_label = f"linear {dims}-dim frame code (PCA of training frames) + input phase"
+        linear_facts = {"dims": dims, "seconds_per_file": linear_code_seconds, "files": linear_code.waves,
+                        "folder_files": folder_files, "every": every, "frames": linear_code.frames}
     headers = {"log_mel_distance": "log-mel ↓", "multiscale_spectral_distance": "MSD ↓", "lsd_db": "LSD dB ↓"}
     baseline_labels = {GRIFFIN_LIM: "exact magnitude + Griffin-Lim phase (32 it.)",
                        RANDOM_PHASE: "exact magnitude + random phase", FRONT_END: "front end round trip (ceiling)"}
@@ -483,13 +544,19 @@ def autoencoder_section(
         for index, (name, run) in enumerate(runs.items()):
             log(f"autoencoders: {name} on {label}")
             report = evaluate_autoencoder(excerpts, run, oracle_phase=oracle[name], baselines=index == 0,
-                                          device="cpu", progress=False)
+                                          model_griffin_lim=True, device="cpu", progress=False)
             system = MODEL_ORACLE_PHASE if oracle[name] else MODEL
             row_label = f"{name} (magnitude + input phase)" if oracle[name] else name
             table.add(row_label, [report.mean[system][c] for c in _AE_COLUMNS])
+            table.add(f"{name} magnitude + Griffin-Lim phase (32 it.)",
+                      [report.mean[MODEL_GRIFFIN_LIM][c] for c in _AE_COLUMNS])
             per_file[f"{label}/{name}"] = report.files
             if index == 0:
                 baselines = report.mean
+        if linear_code is not None:
+            scores = _linear_code_scores(linear_code, excerpts)
+            table.add(linear_label, [float(np.mean([row[c] for row in scores])) for c in _AE_COLUMNS])
+            per_file[f"{label}/linear code"] = scores
         for system, row_label in baseline_labels.items():
             table.add(row_label, [baselines[system][c] for c in _AE_COLUMNS])
         tables.append(table)
@@ -518,7 +585,21 @@ def autoencoder_section(
         "bound of what its decoder would give with a learned phase. The baselines use the input's exact "
         "magnitude: Griffin-Lim shows what a classical phase reconstruction reaches, random phase is the "
         "floor, the front end round trip (input → normalised features → input phase) the ceiling.",
+        "Two more kinds of rows isolate where the error comes from. *NAME magnitude + Griffin-Lim phase* "
+        "decodes the run's own magnitude with the classical phase algorithm (same 32 iterations and seed as "
+        "the exact-magnitude baseline): next to a phase-2 run's row it compares the learned phase with "
+        "Griffin-Lim on the same magnitude; next to the exact-magnitude Griffin-Lim row it shows how much of "
+        "the error is the magnitude's. The *linear frame code* row is what the best linear code of the "
+        "level-1 latent's size keeps of each STFT frame even with a perfect phase (the input's): a run "
+        "below it makes use of its non-linearity and of its decoder's context across frames.",
     ]
+    if linear_facts is not None:
+        intro.append(
+            f"The linear frame code: PCA of the normalised log-power frames (513 bins) of the middle "
+            f"{linear_code_seconds:g} s of {_plural(linear_facts['files'], 'file')} of the training folder ("
+            + (f"one in {linear_facts['every']} of its {linear_facts['folder_files']}"
+               if linear_facts["every"] > 1 else "all of them")
+            + f"; {linear_facts['frames']} frames), its top {linear_facts['dims']} components kept.")
     images_list = [(f"reference and reconstructions of one {label} excerpt", IMAGES / comparison.name)]
     notes = []
     if curves is not None:
@@ -531,7 +612,7 @@ def autoencoder_section(
         key="autoencoders", title="Musika autoencoders: reconstruction quality", intro=intro, tables=tables,
         notes=notes, images=images_list,
         data={"files": files, "excerpt_seconds": excerpt_seconds, "per_file": per_file,
-              "oracle_phase": oracle, "skipped": skipped.skipped},
+              "oracle_phase": oracle, "linear_code": linear_facts, "skipped": skipped.skipped},
         models=[(f"autoencoder {name}", str(run), steps[name]) for name, run in runs.items()],
         seconds=time.perf_counter() - started,
     )

@@ -217,6 +217,31 @@ def test_separate_phase_decoder_keeps_the_magnitude_frozen_through_training_mode
         Level1Config.preset("debug", phase_decoder="split")
 
 
+@pytest.mark.parametrize("phase_decoder", ["shared", "separate"])
+def test_linear_shortcut_adds_a_linear_path_and_survives_enable_phase(phase_decoder: str) -> None:
+    torch.manual_seed(0)
+    config = Level1Config.preset("debug", with_phase=False, linear_shortcut=True)
+    model = Level1Autoencoder(config).eval()
+    configure_noise(model, enabled=False)
+    assert (model.encoder.shortcut.in_channels, model.encoder.shortcut.out_channels) == (513, 16)
+    assert (model.decoder.shortcut.in_channels, model.decoder.shortcut.out_channels) == (16, 513)
+    features = torch.rand(2, 513, 64) * 2 - 1
+    with torch.inference_mode():
+        latents = model.encode(features)
+        without = torch.tanh(model.encoder.out(model.encoder.blocks(features)))
+        assert not torch.allclose(latents, without)  # the shortcut is in the sum
+        magnitude, _ = model.decoder(latents)
+    model.decoder.enable_phase(phase_decoder)
+    model.eval()
+    with torch.inference_mode():
+        magnitude2, phase = model.decoder(latents)
+    assert torch.equal(magnitude, magnitude2) and phase.shape == (2, 513, 64)
+    expected = 1026 if phase_decoder == "shared" else 513
+    assert model.decoder.shortcut.out_channels == expected
+    # the saved config rebuilds the same layout (what loading a checkpoint does)
+    assert Level1Decoder(model.decoder.config).state_dict().keys() == model.decoder.state_dict().keys()
+
+
 def test_phase1_decoder_cannot_make_waves() -> None:
     model = Level1Autoencoder(Level1Config.preset("debug", with_phase=False)).eval()
     with pytest.raises(ValueError, match="enable_phase"):

@@ -85,11 +85,14 @@ def test_fast_fp32_and_batchnorm_folding_stay_within_the_stated_tolerance(traine
     assert float((bf16 - plain).abs().max()) > 10 * FP32_TOLERANCE * peak
 
 
-def test_fast_decoder_runs_a_separate_phase_unet_like_the_plain_model() -> None:
-    """A separate phase U-Net (Level1Config.phase_decoder="separate"): the fast path gives the same
-    magnitude and phase, noise drawn in the same order (magnitude U-Net first)."""
+@pytest.mark.parametrize("phase_decoder", ["shared", "separate"])
+@pytest.mark.parametrize("linear_shortcut", [False, True], ids=["unet", "unet+shortcut"])
+def test_fast_decoder_runs_every_level1_layout_like_the_plain_model(phase_decoder, linear_shortcut) -> None:
+    """A separate phase U-Net (Level1Config.phase_decoder="separate") and the linear shortcut: the fast
+    path gives the same magnitude and phase, noise drawn in the same order (magnitude U-Net first)."""
     torch.manual_seed(0)
-    level1 = Level1Autoencoder(Level1Config.preset("debug", with_phase=True, phase_decoder="separate")).eval()
+    config = Level1Config.preset("debug", phase_decoder=phase_decoder, linear_shortcut=linear_shortcut)
+    level1 = Level1Autoencoder(config).eval()
     for layer in level1.modules():
         if isinstance(layer, AddNoise):
             torch.nn.init.constant_(layer.scale, 0.1)  # noise on, so its draw order matters

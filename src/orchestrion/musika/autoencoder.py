@@ -44,9 +44,13 @@ class Level1Encoder(nn.Module):
         self.blocks = nn.Sequential(*blocks)  # (B, 513, T) -> (B, 768, T)
         self.out = nn.Conv1d(channels, config.latent_dim, 1)  # -> (B, 128, T)
         he_uniform_(self)
+        self.shortcut = _linear_shortcut(config.n_bins, config.latent_dim) if config.linear_shortcut else None
 
     def forward(self, features: Tensor) -> Tensor:
-        return torch.tanh(self.out(self.blocks(features)))
+        x = self.out(self.blocks(features))
+        if self.shortcut is not None:
+            x = x + self.shortcut(features)
+        return torch.tanh(x)
 
 
 class Level1Decoder(nn.Module):
@@ -82,10 +86,11 @@ class Level1Decoder(nn.Module):
         shared_phase = config.with_phase and config.phase_decoder == "shared"
         out_bins = config.n_bins * (2 if shared_phase else 1)
         self.out = nn.Conv1d(config.decoder_head_channels, out_bins, 1)  # (B, 1026, 64) or (B, 513, 64)
+        he_uniform_(self)
+        self.shortcut = _linear_shortcut(config.latent_dim, out_bins) if config.linear_shortcut else None
         separate_phase = config.with_phase and config.phase_decoder == "separate"
         self.phase_net = Level1Decoder(_magnitude_only(config)) if separate_phase else None
         self.magnitude_frozen = False
-        he_uniform_(self)
 
     @property
     def with_phase(self) -> bool:
@@ -107,15 +112,13 @@ class Level1Decoder(nn.Module):
         old = self.out
         if phase_decoder == "separate":
             self.phase_net = Level1Decoder(_magnitude_only(config)).to(old.weight.device, old.weight.dtype)
-            trunk = {k: v for k, v in self.state_dict().items() if not k.startswith("out.")}
+            trunk = {k: v for k, v in self.state_dict().items() if not k.startswith(("out.", "shortcut."))}
             self.phase_net.load_state_dict(trunk, strict=False)
+            self.phase_net.train(self.training)
         else:
-            new = nn.Conv1d(old.in_channels, 2 * old.out_channels, 1).to(old.weight.device, old.weight.dtype)
-            he_uniform_(new)
-            with torch.no_grad():
-                new.weight[: old.out_channels].copy_(old.weight)
-                new.bias[: old.out_channels].copy_(old.bias)
-            self.out = new
+            self.out = _doubled(old, he_uniform_)
+            if self.shortcut is not None:
+                self.shortcut = _doubled(self.shortcut, lambda conv: conv.reset_parameters())
         self.config = config
 
     def freeze_magnitude(self) -> None:
@@ -144,7 +147,10 @@ class Level1Decoder(nn.Module):
         x = skips.pop()  # deepest feature g3
         for up in self.up:
             x = up(x) + skips.pop()  # u3 + g2, u2 + g1, u1 + g0
-        return torch.clamp(self.out(self.head(x)), -1.0, 1.0)
+        x = self.out(self.head(x))
+        if self.shortcut is not None:
+            x = x + self.shortcut(latents)
+        return torch.clamp(x, -1.0, 1.0)
 
     def decode_magnitude(self, latents: Tensor) -> Tensor:
         """The magnitude alone (B, 513, 64), without running a separate phase U-Net."""
@@ -159,6 +165,22 @@ class Level1Decoder(nn.Module):
         if not self.with_phase:
             return out, None
         return out[:, :n_bins], out[:, n_bins:]
+
+
+def _linear_shortcut(in_channels: int, out_channels: int) -> nn.Conv1d:
+    """The 1x1 conv of ``linear_shortcut``, with PyTorch's default init (uniform ±1/sqrt(fan_in)): He
+    init would make it dominate the fresh network's output; this scale is the one that was measured."""
+    return nn.Conv1d(in_channels, out_channels, 1)
+
+
+def _doubled(conv: nn.Conv1d, init) -> nn.Conv1d:
+    """``conv`` with twice its output channels: the first half keeps its weights, the second is ``init``-ed."""
+    new = nn.Conv1d(conv.in_channels, 2 * conv.out_channels, 1).to(conv.weight.device, conv.weight.dtype)
+    init(new)
+    with torch.no_grad():
+        new.weight[: conv.out_channels].copy_(conv.weight)
+        new.bias[: conv.out_channels].copy_(conv.bias)
+    return new
 
 
 def _magnitude_only(config: Level1Config) -> Level1Config:

@@ -85,6 +85,10 @@ class Level1Config:
     # "separate": a second U-Net of the same widths makes the phase, and phase 2 trains only that one,
     # so the magnitude stays exactly as phase 1 left it (see Level1Decoder.enable_phase).
     phase_decoder: str = "shared"
+    # A learned linear map from input to output of Enc1 (513 -> 128) and of Dec1 (128 -> 513), added
+    # before the tanh / clip: the network starts from (and refines) the best linear frame code instead
+    # of having to learn near-linear maps through its deep swish stacks. Not in the paper; see SMALL_LEVEL1.
+    linear_shortcut: bool = False
     noise: bool = True  # AddNoise in decoder blocks (learned scale, starts at 0)
     bn_momentum: float = 0.01  # PyTorch convention; Keras momentum 0.99
     bn_eps: float = 1e-3  # Keras default

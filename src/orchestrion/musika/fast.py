@@ -46,14 +46,14 @@ PRECISIONS = ("fp32", "bf16", "bf16-mixed")
 FP32_TOLERANCE = 1e-5
 CHANNELS_LAST = torch.channels_last
 # activation -> oneDNN post-op (name, scalars) of torch.ops.mkldnn._convolution_pointwise
-_POST_OPS = {"silu": ("swish", []), "tanh": ("tanh", []), "clip": ("hardtanh", [-1.0, 1.0])}
+_POST_OPS = {"silu": ("swish", []), "tanh": ("tanh", []), "clip": ("hardtanh", [-1.0, 1.0]), "none": ("none", [])}
 
 
 class _FastConv(nn.Module):
     """One folded conv block on (N, C, 1, T) channels-last tensors: conv -> noise -> activation.
 
-    ``activation`` is ``"silu"`` (conv blocks), ``"tanh"`` (Dec2's output) or ``"clip"`` (Dec1's output,
-    clipped to [-1, 1]).
+    ``activation`` is ``"silu"`` (conv blocks), ``"tanh"`` (Dec2's output), ``"clip"`` (Dec1's output,
+    clipped to [-1, 1]) or ``"none"`` (Dec1's output before its linear shortcut is added).
     """
 
     def __init__(
@@ -145,9 +145,13 @@ class _FastUNet(nn.Module):
         self.down = nn.ModuleList(_from_block(block, dtype) for block in dec1.down)
         self.up = nn.ModuleList(_from_block(block, dtype) for block in dec1.up)
         self.head = _from_block(dec1.head, dtype)
-        self.out = _FastConv(dec1.out, (0, 0), None, "clip", out_dtype)
+        self.shortcut = None
+        if dec1.shortcut is not None:  # Level1Config.linear_shortcut: clip after the sum, not in the conv
+            self.shortcut = _FastConv(dec1.shortcut, (0, 0), None, "none", out_dtype)
+        self.out = _FastConv(dec1.out, (0, 0), None, "clip" if self.shortcut is None else "none", out_dtype)
 
     def forward(self, x: Tensor, noise: bool | NoiseSampler, generator: torch.Generator | None) -> Tensor:
+        latents = x
         skips = [self.stem(x, noise, generator)]
         for layer in self.down:
             skips.append(layer(skips[-1], noise, generator))
@@ -155,7 +159,10 @@ class _FastUNet(nn.Module):
         for layer in self.up:
             x = layer(x, noise, generator).add_(skips.pop())  # u3 + g2, u2 + g1, u1 + g0
         x = self.head(x, noise, generator)
-        return self.out(x.to(self.out.weight.dtype), False, None)
+        out = self.out(x.to(self.out.weight.dtype), False, None)
+        if self.shortcut is None:
+            return out
+        return out.add_(self.shortcut(latents.to(self.out.weight.dtype), False, None)).clamp_(-1.0, 1.0)
 
 
 class FastDecoder(nn.Module):

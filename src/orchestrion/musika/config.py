@@ -52,6 +52,8 @@ SMALL_LEVEL1 = {
     "encoder_channels": (136, 144, 160, 176, 192),
     "decoder_channels": (192, 128, 96, 80),
     "decoder_head_channels": 320,
+    "linear_shortcut": True,
+    "phase_decoder": "separate",
 }
 SMALL_LEVEL2 = {
     "encoder_channels": (64, 128, 160, 160, 192, 192),
@@ -59,6 +61,7 @@ SMALL_LEVEL2 = {
 }
 SMALL_DISCRIMINATOR = (8, 16, 32, 64, 64)
 SMALL_TRAINING = {"batch_size": 32, "learning_rate": 3e-4}
+SMALL_LEVEL1_PHASE1_LEARNING_RATE = 1e-3
 SMALL_STEPS = {(1, 1): 20_000, (1, 2): 1_000, (2, 1): 5_000, (2, 2): 1_000}  # (level, phase) -> steps
 
 
@@ -345,6 +348,8 @@ class AutoencoderTrainingConfig:
             values["learning_rate"] = 3e-3  # tiny models tolerate larger steps; tests must converge in seconds
         if name == "small":
             values.update(SMALL_TRAINING)
+            if (level, phase) == (1, 1):
+                values["learning_rate"] = SMALL_LEVEL1_PHASE1_LEARNING_RATE
         return cls(**{**values, **overrides})
 
 

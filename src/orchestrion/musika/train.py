@@ -276,7 +276,9 @@ def _starting_point(
         level1_config = dataclasses.replace(
             previous.level1, with_phase=True, phase_decoder=phase_decoder or previous.level1.phase_decoder
         )
-        config = dataclasses.replace(previous, phase=2, level1=level1_config)
+        # the preset's phase-2 learning rate (small: phase 1 runs at a larger one than the adversarial phase)
+        learning_rate = AutoencoderTrainingConfig.preset_config(previous.preset, level, 2).learning_rate
+        config = dataclasses.replace(previous, phase=2, level1=level1_config, learning_rate=learning_rate)
         modules = build_modules(config)
         for name, module in phase1_modules.items():
             if name == "level1_decoder" and level == 1:

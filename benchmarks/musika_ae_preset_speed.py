@@ -12,12 +12,18 @@ budget, and prints:
   frames/s      training frames per second = steps/s x batch x 128
   loss@t        mean L1 of the last 20 steps when the budget ran out (lower is better; the same
                 seconds for every candidate, so this is quality per CPU time early in training)
+  held-out      with --heldout DIR: the same L1 on every frame of the files in DIR, the model in
+                eval mode (generalisation, and free of the training batches' noise)
+
+``small-unet`` is ``small`` without its linear shortcut (the small preset before issue 13); ``--lr``
+takes several rates and tries each candidate with each.
 
 The machine is shared: the 1-minute load average is printed before every run; compare candidates
 run back to back, and rerun when the load changed a lot.
 
-Usage:  python benchmarks/musika_ae_preset_speed.py AUDIO_DIR [--seconds 120] [--batch 32] [--lr 3e-4]
-                 [--candidates debug eighth quarter half default] [--threads 2]
+Usage:  python benchmarks/musika_ae_preset_speed.py AUDIO_DIR [--seconds 120] [--batch 32] [--lr 3e-4 1e-3]
+                 [--candidates debug eighth quarter half default small small-unet] [--threads 2]
+                 [--heldout DIR]
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from orchestrion.musika.autoencoder import Level1Decoder, Level1Encoder
 from orchestrion.musika.config import Level1Config
 from orchestrion.musika.data import AudioCropDataset
 from orchestrion.musika.layers import merge_windows, split_windows
+from orchestrion.system import cpu_description
 
 REFERENCE = Level1Config()
 
@@ -57,7 +64,8 @@ def _scaled(fraction: float) -> Level1Config:
 def candidates() -> dict[str, Level1Config]:
     presets = {name: Level1Config.preset(name, with_phase=False) for name in ("debug", "small", "default")}
     scaled = {"eighth": _scaled(1 / 8), "quarter": _scaled(1 / 4), "half": _scaled(1 / 2)}
-    return {**presets, **scaled}
+    unet = {"small-unet": dataclasses.replace(presets["small"], linear_shortcut=False)}
+    return {**presets, **scaled, **unet}
 
 
 def macs_per_frame(config: Level1Config) -> int:
@@ -85,7 +93,23 @@ def macs_per_frame(config: Level1Config) -> int:
     return total // frames
 
 
-def train_for(config: Level1Config, data: AudioCropDataset, seconds: float, batch: int, lr: float) -> dict:
+def heldout_l1(encoder: Level1Encoder, decoder: Level1Decoder, features: list[torch.Tensor]) -> float:
+    """Mean L1 of the eval-mode model over every whole decoder window of each (1, 513, K) file."""
+    encoder.eval(), decoder.eval()
+    window = decoder.config.window_frames
+    errors = []
+    with torch.no_grad():
+        for target in features:
+            target = target[..., : target.shape[-1] // window * window]
+            magnitude, _ = decoder(split_windows(encoder(target), window))
+            errors.append((merge_windows(magnitude, 1) - target).abs().mean())
+    return float(torch.stack(errors).mean())
+
+
+def train_for(
+    config: Level1Config, data: AudioCropDataset, seconds: float, batch: int, lr: float,
+    heldout: list[torch.Tensor] | None = None,
+) -> dict:
     torch.manual_seed(0)
     encoder, decoder = Level1Encoder(config).train(), Level1Decoder(config).train()
     params = [*encoder.parameters(), *decoder.parameters()]
@@ -111,6 +135,7 @@ def train_for(config: Level1Config, data: AudioCropDataset, seconds: float, batc
         "frames_per_s": step * batch * 128 / elapsed,
         "steps": step,
         "loss": sum(tail) / len(tail),
+        "heldout": None if heldout is None else heldout_l1(encoder, decoder, heldout),
     }
 
 
@@ -119,30 +144,40 @@ def main() -> None:
     parser.add_argument("audio_dir")
     parser.add_argument("--seconds", type=float, default=120.0, help="wall-clock training budget per candidate")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--lr", type=float, nargs="+", default=[3e-4])
     parser.add_argument("--candidates", nargs="+", default=["debug", "eighth", "quarter", "small", "half"])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--heldout", help="folder of held-out audio scored after training")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = AudioCropDataset(args.audio_dir)
+    heldout = None
+    if args.heldout:
+        from orchestrion.audio.io import collect_audio_files, load_audio
+
+        heldout = [wave_to_features(torch.from_numpy(load_audio(path, channels=1)))
+                   for path in collect_audio_files(args.heldout)]
     print(
-        f"{len(data.files)} files, {data.total_seconds / 60:.1f} min; batch {args.batch}, lr {args.lr}, "
-        f"{args.seconds:.0f} s per candidate, {args.threads} threads"
+        f"{len(data.files)} files, {data.total_seconds / 60:.1f} min; batch {args.batch}, "
+        f"{args.seconds:.0f} s per candidate, {args.threads} threads; {cpu_description()[0]}"
     )
     print(
-        f"{'candidate':10} {'load':>5} {'MAC/frame':>10} {'params':>9} {'steps/s':>8} {'frames/s':>9} "
-        f"{'steps':>6} {'loss@t':>7}"
+        f"{'candidate':10} {'lr':>7} {'load':>5} {'MAC/frame':>10} {'params':>9} {'steps/s':>8} {'frames/s':>9} "
+        f"{'steps':>6} {'loss@t':>7} {'held-out':>8}"
     )
     configs = candidates()
     for name in args.candidates:
-        config = configs[name]
-        load = os.getloadavg()[0]
-        result = train_for(config, data, args.seconds, args.batch, args.lr)
-        print(
-            f"{name:10} {load:5.1f} {macs_per_frame(config):10,d} {result['params']:9,d} "
-            f"{result['steps_per_s']:8.2f} {result['frames_per_s']:9.0f} {result['steps']:6d} {result['loss']:7.4f}",
-            flush=True,
-        )
+        for lr in args.lr:
+            config = configs[name]
+            load = os.getloadavg()[0]
+            result = train_for(config, data, args.seconds, args.batch, lr, heldout)
+            held = "" if result["heldout"] is None else f"{result['heldout']:8.4f}"
+            print(
+                f"{name:10} {lr:7.0e} {load:5.1f} {macs_per_frame(config):10,d} {result['params']:9,d} "
+                f"{result['steps_per_s']:8.2f} {result['frames_per_s']:9.0f} {result['steps']:6d} "
+                f"{result['loss']:7.4f} {held:>8}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -18,28 +18,19 @@ mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 O="orchestrion"
+# shellcheck source=scripts/training_stages.sh
+source "$ROOT/scripts/training_stages.sh"
 
 # ---------------------------------------------------------------- recipe (the numbers in the model cards)
+# The shipped musika-default autoencoder predates the small preset's issue-13 recipe (linear shortcut,
+# phase 1 at lr 1e-3, separate phase U-Net): it was trained with phase 2 at batch 16 and --lambda-rec 20
+# on the shared output conv. This script now trains the new recipe.
 L1P1_STEPS=4000      # level 1, phase 1 (magnitude reconstruction), small preset, batch 32
-L1P2_STEPS=400       # level 1, phase 2 (phase + adversarial), batch 16, L1 weight 20 (issue 13)
+L1P2_STEPS=400       # level 1, phase 2 (the phase U-Net, adversarial + multi-scale), batch 32
 L2P1_STEPS=1500      # level 2, phase 1, batch 32
 GAN_STEPS=10000      # latent GAN, small preset, conditional on note density and tempo
 SYM_STEPS=1500       # SymphonyNet small, windows of 512 steps, global batch 8
 SYM_BPE_MERGES=300   # Music BPE merges learned on the corpus
-
-finished() {  # finished RUN STEPS: the run has its checkpoint at STEPS
-  [ -d "$1/checkpoints/step_$(printf '%08d' "$2")" ]
-}
-
-train() {  # train RUN STEPS COMMAND...: run, resume or skip one training
-  local run=$1 steps=$2
-  shift 2
-  if finished "$run" "$steps"; then echo "== $run: done"; return; fi
-  local resume=()
-  [ -d "$run/checkpoints" ] && resume=(--resume)
-  echo "== $run: training to step $steps"
-  "$@" --out "$run" --steps "$steps" "${resume[@]}"
-}
 
 musika_chain() {
   cd "$WORK"
@@ -57,8 +48,8 @@ musika_chain() {
   train l1p1 $L1P1_STEPS $O musika train-ae train --level 1 --phase 1 --preset small --checkpoint-every 500 --workers 1
   if ! finished l1p2 $L1P2_STEPS; then
     init=(); [ -d l1p2/checkpoints ] || init=(--init l1p1)
-    train l1p2 $L1P2_STEPS $O musika train-ae train --level 1 --phase 2 "${init[@]}" --batch-size 16 \
-      --lambda-rec 20 --checkpoint-every 100 --workers 1
+    train l1p2 $L1P2_STEPS $O musika train-ae train --level 1 --phase 2 "${init[@]}" --checkpoint-every 100 \
+      --workers 1
   fi
   if ! finished l2p1 $L2P1_STEPS; then
     level1=(); [ -d l2p1/checkpoints ] || level1=(--level1 l1p2 --preset small)

@@ -44,6 +44,7 @@ def test_small_sits_between_debug_and_the_paper_and_round_trips_as_json(level: i
     # issue 13: a linear shortcut (x6 faster phase 1), phase 1 at 1e-3, a separate phase U-Net in phase 2
     assert config.level1.linear_shortcut and config.level1.phase_decoder == "separate"
     assert AutoencoderTrainingConfig.preset_config("small", level=1, phase=1).learning_rate == 1e-3
+    assert config.lambda_phase == (1.0 if level == 1 else 0.0)
     assert Level2Config.preset("small").decoder_channels == (192, 192, 160, 128, 96)
 
 

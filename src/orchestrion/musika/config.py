@@ -62,6 +62,7 @@ SMALL_LEVEL2 = {
 SMALL_DISCRIMINATOR = (8, 16, 32, 64, 64)
 SMALL_TRAINING = {"batch_size": 32, "learning_rate": 3e-4}
 SMALL_LEVEL1_PHASE1_LEARNING_RATE = 1e-3
+SMALL_LEVEL1_PHASE2_LAMBDA_PHASE = 1.0
 SMALL_STEPS = {(1, 1): 20_000, (1, 2): 1_000, (2, 1): 5_000, (2, 2): 1_000}  # (level, phase) -> steps
 
 
@@ -350,6 +351,8 @@ class AutoencoderTrainingConfig:
             values.update(SMALL_TRAINING)
             if (level, phase) == (1, 1):
                 values["learning_rate"] = SMALL_LEVEL1_PHASE1_LEARNING_RATE
+            if (level, phase) == (1, 2):
+                values["lambda_phase"] = SMALL_LEVEL1_PHASE2_LAMBDA_PHASE
         return cls(**{**values, **overrides})
 
 

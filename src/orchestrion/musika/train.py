@@ -276,9 +276,13 @@ def _starting_point(
         level1_config = dataclasses.replace(
             previous.level1, with_phase=True, phase_decoder=phase_decoder or previous.level1.phase_decoder
         )
-        # the preset's phase-2 learning rate (small: phase 1 runs at a larger one than the adversarial phase)
-        learning_rate = AutoencoderTrainingConfig.preset_config(previous.preset, level, 2).learning_rate
-        config = dataclasses.replace(previous, phase=2, level1=level1_config, learning_rate=learning_rate)
+        # the preset's phase-2 learning rate and phase term (small: phase 1 runs at a larger rate than the
+        # adversarial phase, and its phase U-Net also learns from the phase-derivative term)
+        phase2 = AutoencoderTrainingConfig.preset_config(previous.preset, level, 2)
+        config = dataclasses.replace(
+            previous, phase=2, level1=level1_config, learning_rate=phase2.learning_rate,
+            lambda_phase=phase2.lambda_phase,
+        )
         modules = build_modules(config)
         for name, module in phase1_modules.items():
             if name == "level1_decoder" and level == 1:

@@ -14,6 +14,9 @@
 #   small   level 1 phase 1 -> phase 2 (separate phase U-Net) -> level 2 phase 1: the CPU preset
 #   small-shared-p2   phase 2 from the same phase-1 run with the reference's shared output conv,
 #                     to compare the two phase-2 recipes
+# A run directory WORK/small-unet-l1p1, when present, joins the report: the small preset before
+# issue 13 (no linear shortcut, lr 3e-4), trained at commit 231ce6f with
+#   orchestrion musika train-ae WORK/train --out WORK/small-unet-l1p1 --level 1 --phase 1 --preset small
 # Every stage is restartable (a finished stage is skipped, an interrupted one resumes). The last step
 # rewrites docs/evaluation.md with scripts/evaluation_report.py; its other sections (FAD, SymphonyNet)
 # need the default-model runs of scripts/train_default_models.sh in DEFAULT_MODELS_DIR.
@@ -89,9 +92,13 @@ wait $debug || { echo "debug chain failed, see $WORK/debug.log" >&2; exit 1; }
 phase2 small-shared-l1p2 $SMALL_L1P2 small-l1p1 shared > small-shared.log 2>&1
 
 # ---------------------------------------------------------------- report
+runs="debug-l1p1=$WORK/debug-l1p1,debug-l1p2=$WORK/debug-l1p2,debug-l2p1=$WORK/debug-l2p1"
+[ -d "$WORK/small-unet-l1p1" ] && runs+=",small-unet-l1p1=$WORK/small-unet-l1p1"
+runs+=",small-l1p1=$WORK/small-l1p1,small-l1p2=$WORK/small-l1p2,small-shared-l1p2=$WORK/small-shared-l1p2"
+runs+=",small-l2p1=$WORK/small-l2p1"
 cd "$ROOT"
 python scripts/evaluation_report.py \
   --train-audio "$DEFAULTS/train" --heldout-audio "$DEFAULTS/heldout" --midi "$DEFAULTS/midi" \
   --ae-train-audio "$WORK/train" --ae-heldout-audio "$WORK/heldout" --ood-audio "$WORK/ood" \
-  --autoencoders "debug-l1p1=$WORK/debug-l1p1,debug-l1p2=$WORK/debug-l1p2,debug-l2p1=$WORK/debug-l2p1,small-l1p1=$WORK/small-l1p1,small-l1p2=$WORK/small-l1p2,small-shared-l1p2=$WORK/small-shared-l1p2,small-l2p1=$WORK/small-l2p1" \
+  --autoencoders "$runs" \
   --out docs/ --overwrite

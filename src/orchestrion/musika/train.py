@@ -9,6 +9,7 @@ run                   trained (Adam 1e-4, β 0.5/0.999)           loss
 ====================  ==========================================  =====================================
 level 1, phase 1      Enc1 + Dec1 (magnitude only)               L1 on normalised log-magnitude
 level 1, phase 2      Dec1 (with phase); D; Enc1 frozen          hinge + 1·L1 + 4·multi-scale distance
+                      (separate phase U-Net: only it trains)     (+ λ_phase·phase derivatives)
 level 2, phase 1      Enc2 + Dec2; Enc1/Dec1 frozen               L1(Dec1(Dec2(Enc2(z))), s) + L1(Dec2(Enc2(z)), z)
 level 2, phase 2      Dec2; D; Enc1/Dec1/Enc2 frozen              as level-1 phase 2, "real" = Dec1(Enc1(s))
 ====================  ==========================================  =====================================

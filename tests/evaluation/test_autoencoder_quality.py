@@ -185,6 +185,12 @@ def test_a_linear_frame_code_improves_with_every_dimension_added(chorale) -> Non
         assert code.dims == dims and torch.allclose(gram, torch.eye(dims, dtype=torch.float64))
         distances.append(spectral_distances(reference, code.reconstruct(wave))["log_mel_distance"])
     assert distances[0] > distances[1] > distances[2] > 0
+    # truncating a wider fit is the narrower fit (the report fits once for all latent sizes)
+    narrow, truncated = LinearFrameCode.fit([wave], 8), LinearFrameCode.fit([wave], 128).truncated(8)
+    assert torch.allclose(narrow.components.abs(), truncated.components.abs(), atol=1e-6)
+    assert torch.allclose(narrow.reconstruct(wave), truncated.reconstruct(wave), atol=1e-5)
+    with pytest.raises(ConfigError, match="keeps 1 to 128"):
+        LinearFrameCode.fit([wave], 128).truncated(129)
 
 
 def test_a_linear_frame_code_uses_the_middle_seconds_and_refuses_bad_input(chorale) -> None:

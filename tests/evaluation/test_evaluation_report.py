@@ -123,7 +123,7 @@ def test_every_section_table_and_picture_is_there(report) -> None:
     assert "*NAME magnitude + Griffin-Lim phase*" in intro and "*linear frame code*" in intro
     # fitted on the training folder's two files, not on their excerpts alone
     assert "middle 60 s of 2 files of the training folder (all of them;" in intro
-    assert data["autoencoders"]["data"]["linear_code"]["dims"] == 16  # the debug level-1 latent size
+    assert data["autoencoders"]["data"]["linear_code"]["dims"] == [16]  # the debug level-1 latent size
     headline = data["symphony"]["tables"][0]
     assert headline["columns"] == ["mean OA ↑", "pitch-class JSD ↓", "instrument JSD ↓", "PC-transition rel. OA ↑",
                                    "MMR valid ↑"]

@@ -378,6 +378,12 @@ class LinearFrameCode:
         _, vectors = torch.linalg.eigh(outer / frames - torch.outer(mean, mean))  # ascending eigenvalues
         return cls(mean, vectors[:, -dims:].flip(-1).contiguous(), frames, used)
 
+    def truncated(self, dims: int) -> LinearFrameCode:
+        """The code of the top ``dims`` ≤ :attr:`dims` components (the same fit, no second pass)."""
+        if not 1 <= dims <= self.dims:
+            raise ConfigError(f"a {self.dims}-dim linear frame code keeps 1 to {self.dims} dimensions, got {dims}")
+        return LinearFrameCode(self.mean, self.components[:, :dims].contiguous(), self.frames, self.waves)
+
     def reconstruct(self, wave: np.ndarray | Tensor) -> Tensor:
         """``wave`` (L,) at 22.05 kHz through the code, with its own phase: (L,) float32 in [-1, 1].
 

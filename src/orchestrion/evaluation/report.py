@@ -497,8 +497,8 @@ def autoencoder_section(
     A magnitude-only (level-1 phase-1) run is scored with the input's phase (``oracle_phase``); every
     run's magnitude is also scored with Griffin-Lim phase. The baselines depend only on the input and
     are computed once, with the first run's padding. With a ``"training"`` folder, a linear frame code
-    of the first run's level-1 latent size is fitted on that folder's files (:func:`fit_linear_code`,
-    ``linear_code_seconds`` from the middle of each) and scored with the input phase as one more baseline.
+    of each runs' level-1 latent size is fitted on that folder's files (:func:`fit_linear_code`,
+    ``linear_code_seconds`` from the middle of each) and scored with the input phase as more baselines.
     """
     from orchestrion.audio.io import collect_audio_files, load_audio
     from orchestrion.evaluation.autoencoder_quality import (
@@ -524,15 +524,15 @@ def autoencoder_section(
                                              skipped)
     models = {name: load_autoencoder(run, "cpu", accept_gan_run=True) for name, run in runs.items()}
     oracle = {name: not model.level1.config.with_phase for name, model in models.items()}
-    linear_code = linear_label = linear_facts = None
+    linear_codes, linear_facts = {}, None  # latent size -> code, one per distinct level-1 latent size
     if "training" in folders:
-        dims = next(iter(models.values())).level1.config.latent_dim
-        log(f"autoencoders: linear {dims}-dim frame code on {folders['training']}")
-        linear_code, folder_files, every = fit_linear_code(folders["training"], dims, skipped,
-                                                           seconds=linear_code_seconds)
-        linear_label = f"linear {dims}-dim frame code (PCA of training frames) + input phase"
-        linear_facts = {"dims": dims, "seconds_per_file": linear_code_seconds, "files": linear_code.waves,
-                        "folder_files": folder_files, "every": every, "frames": linear_code.frames}
+        sizes = sorted({model.level1.config.latent_dim for model in models.values()})
+        log(f"autoencoders: linear {'/'.join(map(str, sizes))}-dim frame codes on {folders['training']}")
+        widest, folder_files, every = fit_linear_code(folders["training"], sizes[-1], skipped,
+                                                      seconds=linear_code_seconds)
+        linear_codes = {dims: widest.truncated(dims) for dims in sizes}
+        linear_facts = {"dims": sizes, "seconds_per_file": linear_code_seconds, "files": widest.waves,
+                        "folder_files": folder_files, "every": every, "frames": widest.frames}
     headers = {"log_mel_distance": "log-mel ↓", "multiscale_spectral_distance": "MSD ↓", "lsd_db": "LSD dB ↓"}
     baseline_labels = {GRIFFIN_LIM: "exact magnitude + Griffin-Lim phase (32 it.)",
                        RANDOM_PHASE: "exact magnitude + random phase", FRONT_END: "front end round trip (ceiling)"}
@@ -553,10 +553,11 @@ def autoencoder_section(
             per_file[f"{label}/{name}"] = report.files
             if index == 0:
                 baselines = report.mean
-        if linear_code is not None:
-            scores = _linear_code_scores(linear_code, excerpts)
-            table.add(linear_label, [float(np.mean([row[c] for row in scores])) for c in _AE_COLUMNS])
-            per_file[f"{label}/linear code"] = scores
+        for dims, code in linear_codes.items():
+            scores = _linear_code_scores(code, excerpts)
+            table.add(f"linear {dims}-dim frame code (PCA of training frames) + input phase",
+                      [float(np.mean([row[c] for row in scores])) for c in _AE_COLUMNS])
+            per_file[f"{label}/linear {dims}-dim code"] = scores
         for system, row_label in baseline_labels.items():
             table.add(row_label, [baselines[system][c] for c in _AE_COLUMNS])
         tables.append(table)
@@ -599,7 +600,8 @@ def autoencoder_section(
             f"{linear_code_seconds:g} s of {_plural(linear_facts['files'], 'file')} of the training folder ("
             + (f"one in {linear_facts['every']} of its {linear_facts['folder_files']}"
                if linear_facts["every"] > 1 else "all of them")
-            + f"; {linear_facts['frames']} frames), its top {linear_facts['dims']} components kept.")
+            + f"; {linear_facts['frames']} frames), its top "
+            + " or ".join(map(str, linear_facts["dims"])) + " components kept (the runs' level-1 latent sizes).")
     images_list = [(f"reference and reconstructions of one {label} excerpt", IMAGES / comparison.name)]
     notes = []
     if curves is not None:

@@ -319,3 +319,26 @@ def test_the_same_seed_gives_the_same_numbers(report, inputs, tmp_path: Path) ->
     again = json.loads((tmp_path / "evaluation.json").read_text())
     for key in ("musika", "autoencoders", "symphony"):
         assert again[key]["tables"] == report["json"][key]["tables"], key
+
+
+def test_autoencoder_excerpts_skip_near_silent_files_and_take_the_next(tmp_path: Path) -> None:
+    """A near-silent track (Wesnoth ships one, `silence.ogg`, at -92 dBFS RMS) would score the front end's
+    power floor, not the model: it is reported and the next file in sorted order is scored instead."""
+    import numpy as np
+
+    from orchestrion.audio.io import save_audio
+    from orchestrion.evaluation.report import write_excerpts
+    from orchestrion.fileio import SkipReport
+
+    folder = tmp_path / "music"
+    rng = np.random.default_rng(0)
+    for name, level in (("a", 0.1), ("b", 0.1), ("c", 3e-5), ("d", 0.1), ("e", 0.1)):
+        save_audio(folder / f"{name}.wav", (level * rng.standard_normal(22050)).astype(np.float32)[None])
+    skipped = SkipReport()
+    out = write_excerpts(folder, tmp_path / "excerpts", 3, 0.5, skipped, min_rms_db=-60.0)  # files 0, 2, 4
+    assert sorted(p.name for p in out.iterdir()) == ["0000_a.wav", "0003_d.wav", "0004_e.wav"]
+    assert [Path(entry["file"]).name for entry in skipped.skipped] == ["c.wav"]
+    assert "quieter than -60" in skipped.skipped[0]["reason"]
+    # without the threshold the quiet file is an excerpt like any other
+    out = write_excerpts(folder, tmp_path / "all", 3, 0.5, SkipReport())
+    assert sorted(p.name for p in out.iterdir()) == ["0000_a.wav", "0002_c.wav", "0004_e.wav"]

@@ -349,9 +349,17 @@ def musika_section(
 # ---------------------------------------------------------------------------------------------
 
 
-def write_excerpts(folder: str | Path, out: Path, files: int, seconds: float, skipped: SkipReport) -> Path:
+def write_excerpts(
+    folder: str | Path, out: Path, files: int, seconds: float, skipped: SkipReport, min_rms_db: float | None = None
+) -> Path:
     """The middle ``seconds`` (or all, if shorter) of ``files`` audio files spread evenly over the sorted
-    files of ``folder``, as mono float WAVs in ``out``."""
+    files of ``folder``, as mono float WAVs in ``out``.
+
+    With ``min_rms_db``, an excerpt quieter than that (RMS, dBFS) is skipped (and reported) and the next
+    file in sorted order taken instead: the autoencoders never train on such audio (their crops are
+    redrawn below -60 dBFS) and the front end's -100 dB power floor cannot represent it, so its score
+    would measure the floor, not the model. The next file is one no other excerpt comes from.
+    """
     from orchestrion.audio.io import collect_audio_files, load_audio, save_audio
     from orchestrion.audio.spectral import SAMPLE_RATE
     from orchestrion.errors import AudioError
@@ -362,17 +370,28 @@ def write_excerpts(folder: str | Path, out: Path, files: int, seconds: float, sk
     paths = collect_audio_files(folder)
     chosen = sorted({round(i) for i in np.linspace(0, len(paths) - 1, min(files, len(paths)))})
     length = round(seconds * SAMPLE_RATE)
-    written = 0
-    for index in chosen:
-        try:
-            wave = load_audio(paths[index], channels=1)[0]
-        except AudioError as error:
-            skipped.skip(paths[index], str(error))
-            continue
-        start = max(0, (len(wave) - length) // 2)
-        # numbered: files of the same name in different sub-folders stay apart
-        save_audio(out / f"{index:04d}_{paths[index].stem}.wav", wave[None, start : start + length], subtype="FLOAT")
-        written += 1
+    written, tried = 0, set()
+    for first in chosen:
+        for index in range(first, len(paths)):
+            if index in tried or (index != first and index in chosen):  # another excerpt's own file
+                continue
+            tried.add(index)
+            try:
+                wave = load_audio(paths[index], channels=1)[0]
+            except AudioError as error:
+                skipped.skip(paths[index], str(error))
+                break
+            start = max(0, (len(wave) - length) // 2)
+            excerpt = wave[start : start + length]
+            rms_db = 10 * np.log10(max(float(np.mean(np.square(excerpt, dtype=np.float64))), 1e-20))
+            if min_rms_db is not None and rms_db < min_rms_db:
+                skipped.skip(paths[index], f"excerpt at {rms_db:.1f} dBFS RMS, quieter than {min_rms_db:g}: "
+                                           "the next file is scored instead")
+                continue
+            # numbered: files of the same name in different sub-folders stay apart
+            save_audio(out / f"{index:04d}_{paths[index].stem}.wav", excerpt[None], subtype="FLOAT")
+            written += 1
+            break
     skipped.require_some(written, f"audio in {folder}")
     return out
 
@@ -511,6 +530,7 @@ def autoencoder_section(
         evaluate_autoencoder,
         reconstruct_systems,
     )
+    from orchestrion.musika.config import SILENCE_DB
     from orchestrion.musika.inference import spectrogram_comparison_png
     from orchestrion.musika.models import load_autoencoder
 
@@ -521,7 +541,7 @@ def autoencoder_section(
     excerpt_dirs = {}
     for i, (label, folder) in enumerate(folders.items()):
         excerpt_dirs[label] = write_excerpts(folder, scratch / "autoencoder" / f"set_{i}", files, excerpt_seconds,
-                                             skipped)
+                                             skipped, min_rms_db=SILENCE_DB)
     models = {name: load_autoencoder(run, "cpu", accept_gan_run=True) for name, run in runs.items()}
     oracle = {name: not model.level1.config.with_phase for name, model in models.items()}
     linear_codes, linear_facts = {}, None  # latent size -> code, one per distinct level-1 latent size

@@ -273,6 +273,7 @@ KIND = "musika.autoencoder_training"
 PRESETS = ("piano", "techno", "debug", "small")
 CPU_PRESETS = ("debug", "small")  # sized to train on a CPU; the others are the paper's full sizes
 MS_FORMS = ("relative", "spec")  # phase-2 multi-scale distance: see AutoencoderTrainingConfig.ms_form
+SILENCE_DB = -60.0  # training crops quieter than this (RMS dBFS) are redrawn
 EDGE_SAMPLES = 768  # n_fft − hop: samples at each end that the iSTFT cannot rebuild
 # Spec §5: 1 M iterations per phase for level 1, 400 k for level 2.
 DEFAULT_STEPS = {1: 1_000_000, 2: 400_000}
@@ -314,7 +315,7 @@ class AutoencoderTrainingConfig:
     # where the phase is learned only through the adversarial and multi-scale terms.
     lambda_phase: float = 0.0
     lambda_latent: float = 1.0  # level-2 phase 1: weight of L1(Dec2(Enc2(z)), z) ([PROPOSED] target)
-    silence_db: float = -60.0  # crops quieter than this (RMS dBFS) are redrawn
+    silence_db: float = SILENCE_DB  # crops quieter than this (RMS dBFS) are redrawn
 
     def __post_init__(self) -> None:
         if self.level not in (1, 2) or self.phase not in (1, 2):

@@ -9,11 +9,11 @@
 #   wesnoth-1.16-music   41 orchestral tracks; knalgan_theme and silvan_sanctuary are held out by track,
 #                        the other 39 (115 min) train every run
 #   warzone2100-music    electronic/ambient game music: 4 tracks are the out-of-domain set
-# Runs (one thread each, side by side on 2 cores where they do not depend on each other):
+# Runs (one thread each, two side by side on 2 cores where they do not depend on each other):
 #   debug   level 1 phase 1 -> phase 2 (separate phase U-Net) -> level 2 phase 1: the test-fixture size
 #   small   level 1 phase 1 -> phase 2 (separate phase U-Net) -> level 2 phase 1: the CPU preset
-#   small-shared-p2   phase 2 from the same phase-1 run with the reference's shared output conv,
-#                     to compare the two phase-2 recipes
+#   small-shared-l1p2   phase 2 from the same phase-1 run with the reference's shared output conv,
+#                       to compare the two phase-2 recipes (next to small's phase 2)
 # A run directory WORK/small-unet-l1p1, when present, joins the report: the small preset before
 # issue 13 (no linear shortcut, lr 3e-4), trained at commit 231ce6f with
 #   orchestrion musika train-ae WORK/train --out WORK/small-unet-l1p1 --level 1 --phase 1 --preset small
@@ -35,9 +35,9 @@ source "$ROOT/scripts/training_stages.sh"
 
 # ---------------------------------------------------------------- recipe (the numbers in docs/evaluation.md)
 DEBUG_L1P1=10000; DEBUG_L1P2=2000; DEBUG_L2P1=2000
-SMALL_L1P1=10000      # ~1 h at 2.7 steps/s (the preset's default is 20 k)
-SMALL_L1P2=500        # phase 2: the phase U-Net only
-SMALL_L2P1=2000
+SMALL_L1P1=8000       # about 55 min at 2-3 steps/s (the preset's default is 20 k)
+SMALL_L1P2=400        # phase 2: the phase U-Net only (and the discriminator)
+SMALL_L2P1=1500
 
 fetch() {  # fetch PACKAGE DIR: download and unpack one Debian package
   [ -d "$2" ] && return
@@ -66,15 +66,12 @@ data() {
   fi
 }
 
-chain() {  # chain PRESET L1P1 L1P2 L2P1: the three runs of one preset, in order
+level2() {  # level2 PRESET STEPS: level 2 phase 1 on PRESET-l1p2
   local p=$1
-  train "$p-l1p1" "$2" $O musika train-ae train --level 1 --phase 1 --preset "$p" --workers 1
-  phase2 "$p-l1p2" "$3" "$p-l1p1" separate
-  if ! finished "$p-l2p1" "$4"; then
-    level1=(); [ -d "$p-l2p1/checkpoints" ] || level1=(--level1 "$p-l1p2" --preset "$p")
-    train "$p-l2p1" "$4" $O musika train-ae train --level 2 --phase 1 "${level1[@]}" --workers 1 \
-      --checkpoint-every 500
-  fi
+  if finished "$p-l2p1" "$2"; then echo "== $p-l2p1: done"; return; fi
+  level1=(); [ -d "$p-l2p1/checkpoints" ] || level1=(--level1 "$p-l1p2" --preset "$p")
+  train "$p-l2p1" "$2" $O musika train-ae train --level 2 --phase 1 "${level1[@]}" --workers 1 \
+    --checkpoint-every 500
 }
 
 phase2() {  # phase2 RUN STEPS PHASE1_RUN DECODER
@@ -85,11 +82,19 @@ phase2() {  # phase2 RUN STEPS PHASE1_RUN DECODER
 
 data
 cd "$WORK"
-(chain debug $DEBUG_L1P1 $DEBUG_L1P2 $DEBUG_L2P1 > debug.log 2>&1) &
+{
+  train debug-l1p1 $DEBUG_L1P1 $O musika train-ae train --level 1 --phase 1 --preset debug --workers 1
+  phase2 debug-l1p2 $DEBUG_L1P2 debug-l1p1 separate
+  level2 debug $DEBUG_L2P1
+} > debug.log 2>&1 &
 debug=$!
-chain small $SMALL_L1P1 $SMALL_L1P2 $SMALL_L2P1 > small.log 2>&1
+train small-l1p1 $SMALL_L1P1 $O musika train-ae train --level 1 --phase 1 --preset small --workers 1 > small.log 2>&1
 wait $debug || { echo "debug chain failed, see $WORK/debug.log" >&2; exit 1; }
-phase2 small-shared-l1p2 $SMALL_L1P2 small-l1p1 shared > small-shared.log 2>&1
+phase2 small-shared-l1p2 $SMALL_L1P2 small-l1p1 shared > small-shared.log 2>&1 &
+shared=$!
+phase2 small-l1p2 $SMALL_L1P2 small-l1p1 separate >> small.log 2>&1
+wait $shared || { echo "shared phase-2 run failed, see $WORK/small-shared.log" >&2; exit 1; }
+level2 small $SMALL_L2P1 >> small.log 2>&1
 
 # ---------------------------------------------------------------- report
 runs="debug-l1p1=$WORK/debug-l1p1,debug-l1p2=$WORK/debug-l1p2,debug-l2p1=$WORK/debug-l2p1"

@@ -57,7 +57,7 @@ def _valid_length(length: int, kernel: int, stride: int) -> int:
 # (the shortcut costs 23 % more MACs: 1.66 vs 1.92 steps/s). Phase 2 and level 2 stay at 3e-4 (3x the
 # paper's 1e-4, which is tuned for 1 M steps), not swept further.
 # Steps (defaults when --steps is not given): level 1 phase 1 20 k (~2 h at 2.7 steps/s), phase 2
-# 1 k (~1 h at 3.5 s/step); level 2 phase 1 5 k (~1 h at 1.4 steps/s), phase 2 1 k. Rates of the
+# 1 k (~1 h at 3.3 s/step); level 2 phase 1 5 k (~1 h at 1.6 steps/s), phase 2 1 k. Rates of the
 # quality study (scripts/autoencoder_study.sh: 1 thread per run on 2 cores; phase 2 next to a second one).
 SMALL_LEVEL1 = {
     "encoder_channels": (136, 144, 160, 176, 192),

@@ -11,7 +11,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from orchestrion.audio.spectral import SAMPLE_RATE, features_to_wave
-from orchestrion.errors import DataError
+from orchestrion.errors import ConfigError, DataError
+from orchestrion.musika import fast as fast_module
 from orchestrion.musika.autoencoder import Level1Autoencoder, Level2Autoencoder
 from orchestrion.musika.codec import (
     PAD,
@@ -30,7 +31,7 @@ from orchestrion.musika.codec import (
     write_latent_index,
 )
 from orchestrion.musika.config import Level1Config, Level2Config
-from orchestrion.musika.fast import FP32_TOLERANCE, freeze
+from orchestrion.musika.fast import FP32_TOLERANCE, freeze, native_bf16
 from orchestrion.musika.layers import AddNoise, configure_noise
 
 
@@ -248,6 +249,7 @@ def test_fast_fp32_decoding_equals_unoptimised(preset: str) -> None:
         torch.testing.assert_close(fast_piece, plain_piece, rtol=0, atol=FP32_TOLERANCE * float(fast.abs().max()))
 
 
+@pytest.mark.skipif(not native_bf16(), reason="this CPU has no bfloat16 kernels in oneDNN (AVX2 only)")
 def test_fast_bf16_decoding_is_close_to_fp32() -> None:
     """bf16 is opt-in and lossy: its waveform must stay within a stated SNR of the float32 model.
 
@@ -268,8 +270,21 @@ def test_fast_bf16_decoding_is_close_to_fp32() -> None:
     assert snr["bf16"] >= 32.0
     assert snr["bf16-mixed"] >= 32.0
     assert snr["bf16-mixed"] > snr["bf16"]
+
+
+def test_unknown_precisions_and_bf16_without_bf16_instructions_are_refused(monkeypatch) -> None:
+    """On an AVX2-only CPU oneDNN has no bf16 convolutions: a clear error before any decoding, not
+    oneDNN's RuntimeError from inside the first conv."""
+    torch.manual_seed(0)
+    level1 = Level1Autoencoder(Level1Config.preset("debug")).eval()
+    codes = torch.rand(1, 16, 64) * 2 - 1
     with pytest.raises(ValueError, match="precision must be one of"):
-        decode_latents(codes, level1, level2, fast=True, precision="fp16")
+        decode_latents(codes, level1, fast=True, precision="fp16")
+    monkeypatch.setattr(fast_module, "native_bf16", lambda: False)
+    for precision in ("bf16", "bf16-mixed"):
+        with pytest.raises(ConfigError, match=f"precision '{precision}' needs a CPU with bfloat16 instructions"):
+            decode_latents(codes, level1, fast=True, precision=precision)
+    assert decode_latents(codes, level1, fast=True, precision="fp32").shape[-1] > 0
 
 
 def test_fast_decoding_sees_in_place_weight_edits_and_a_frozen_decoder_keeps_its_snapshot() -> None:

@@ -12,6 +12,8 @@ import soundfile
 import torch
 from gan_support import one_thread, write_gan_run
 
+from orchestrion.errors import ConfigError
+from orchestrion.musika.fast import native_bf16
 from orchestrion.musika.generate import (
     PAD,
     GenerationError,
@@ -220,6 +222,7 @@ def test_any_length_is_one_batched_generator_pass(model, monkeypatch):
         assert passes == [(0, segments)]
 
 
+@pytest.mark.skipif(not native_bf16(), reason="this CPU has no bfloat16 kernels in oneDNN (AVX2 only)")
 def test_bf16_decoders_stay_close_to_fp32(model):
     exact = generate(model, 2.0, seed=4, precision="fp32").astype(np.float64)
     fast = generate(model, 2.0, seed=4, precision="bf16").astype(np.float64)
@@ -232,13 +235,23 @@ def test_auto_precision_is_bf16_only_where_the_cpu_has_bfloat16_units(model):
     from orchestrion.musika.generate import GenerationError, resolve_precision
 
     cpu = torch.device("cpu")
-    expected = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    expected = "bf16" if native_bf16() else "fp32"
     assert resolve_precision("auto", cpu) == expected
     assert resolve_precision("auto", torch.device("cuda")) == "fp32"  # the fast bf16 decoder is CPU-only
     assert resolve_precision("fp32", cpu) == "fp32"
     np.testing.assert_array_equal(generate(model, 1.0, seed=2), generate(model, 1.0, seed=2, precision=expected))
     with pytest.raises(GenerationError, match="unknown precision 'fp16'"):
         resolve_precision("fp16", cpu)
+
+
+def test_without_bf16_instructions_auto_is_fp32_and_bf16_is_refused(model, monkeypatch):
+    from orchestrion.musika import fast
+    from orchestrion.musika.generate import resolve_precision
+
+    monkeypatch.setattr(fast, "native_bf16", lambda: False)
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    with pytest.raises(ConfigError, match="precision 'bf16' needs a CPU with bfloat16 instructions"):
+        generate(model, 1.0, seed=2, precision="bf16")
 
 
 def test_an_endless_stream_holds_bounded_state(model):

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from orchestrion.errors import ConfigError
 from orchestrion.musika.autoencoder import Level1Autoencoder, Level2Autoencoder
 from orchestrion.musika.layers import ConvBlock, NoiseSampler
 
@@ -47,6 +48,15 @@ FP32_TOLERANCE = 1e-5
 CHANNELS_LAST = torch.channels_last
 # activation -> oneDNN post-op (name, scalars) of torch.ops.mkldnn._convolution_pointwise
 _POST_OPS = {"silu": ("swish", []), "tanh": ("tanh", []), "clip": ("hardtanh", [-1.0, 1.0]), "none": ("none", [])}
+
+
+def native_bf16() -> bool:
+    """Whether oneDNN has bfloat16 kernels for this CPU (AVX-512 BW/VL/DQ, AVX-NE-CONVERT or AMX).
+
+    The ``"bf16"`` precisions need them: on a CPU without (an AVX2-only one, say) oneDNN refuses the
+    bf16 convolutions.
+    """
+    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 class _FastConv(nn.Module):
@@ -182,6 +192,13 @@ class FastDecoder(nn.Module):
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if next(level1.parameters()).device.type != "cpu":
             raise ValueError("fast decoding uses oneDNN CPU kernels; move the models to the CPU or use fast=False")
+        if precision != "fp32" and not native_bf16():
+            from orchestrion.system import cpu_description
+
+            raise ConfigError(
+                f"precision {precision!r} needs a CPU with bfloat16 instructions (AVX-512 BW/VL/DQ, AVX-NE-CONVERT "
+                f"or AMX) and this one ({cpu_description()[0]}) has none: use fp32, or auto (bf16 where it exists)"
+            )
         if not level1.config.with_phase:
             raise ValueError("the level-1 decoder has no phase output (phase-1 mode); call enable_phase()")
         self.precision = precision

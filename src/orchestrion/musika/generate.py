@@ -277,10 +277,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         raise GenerationError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
-    native_bf16 = device.type == "cpu" and torch.backends.mkldnn.is_available() and bool(
-        torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    )
-    return "bf16" if native_bf16 else "fp32"
+    from orchestrion.musika.fast import native_bf16
+
+    return "bf16" if device.type == "cpu" and native_bf16() else "fp32"
 
 
 def _autocast(device: torch.device, precision: str):

@@ -400,12 +400,12 @@ _AE_COLUMNS = ("log_mel_distance", "multiscale_spectral_distance", "lsd_db")
 LINEAR_CODE_FILES = 40  # at most this many training files fit the linear code (every 2nd of 80, ...)
 
 
-def fit_linear_code(folder: str | Path, dims: int, skipped: SkipReport, *, seconds: float = 60.0,
+def fit_linear_code(folder: str | Path, dims: int, skipped: SkipReport, *,
                     max_files: int = LINEAR_CODE_FILES) -> tuple[LinearFrameCode, int, int]:
     """A :class:`~orchestrion.evaluation.autoencoder_quality.LinearFrameCode` of ``dims`` dimensions fitted
-    on the middle ``seconds`` of every k-th sorted audio file of ``folder`` (k = 1, or more to keep at most
-    ``max_files``). Unreadable files are skipped (recorded in ``skipped``). Returns ``(code, files in
-    the folder, k)``."""
+    on the middle :data:`~orchestrion.evaluation.autoencoder_quality.LINEAR_CODE_SECONDS` of every k-th
+    sorted audio file of ``folder`` (k = 1, or more to keep at most ``max_files``). Unreadable files are
+    skipped (recorded in ``skipped``). Returns ``(code, files in the folder, k)``."""
     from orchestrion.audio.io import collect_audio_files, load_audio
     from orchestrion.errors import AudioError
     from orchestrion.evaluation.autoencoder_quality import LinearFrameCode
@@ -421,7 +421,7 @@ def fit_linear_code(folder: str | Path, dims: int, skipped: SkipReport, *, secon
                 if str(path) not in {entry["file"] for entry in skipped.skipped}:  # one line per bad file
                     skipped.skip(path, str(error))
 
-    return LinearFrameCode.fit(waves(), dims, seconds=seconds), len(paths), every
+    return LinearFrameCode.fit(waves(), dims), len(paths), every
 
 
 def _linear_code_scores(code: LinearFrameCode, excerpts: Path) -> list[dict]:
@@ -507,7 +507,6 @@ def autoencoder_section(
     images: Path,
     files: int = 4,
     excerpt_seconds: float = 20.0,
-    linear_code_seconds: float = 60.0,
     log: Log = _quiet,
 ) -> Section:
     """Reconstruction quality of each autoencoder run (``name → run``) on excerpts of each audio folder
@@ -516,13 +515,14 @@ def autoencoder_section(
     A magnitude-only (level-1 phase-1) run is scored with the input's phase (``oracle_phase``); every
     run's magnitude is also scored with Griffin-Lim phase. The baselines depend only on the input and
     are computed once, with the first run's padding. With a ``"training"`` folder, a linear frame code
-    of each runs' level-1 latent size is fitted on that folder's files (:func:`fit_linear_code`,
-    ``linear_code_seconds`` from the middle of each) and scored with the input phase as more baselines.
+    of each run's level-1 latent size is fitted on that folder's files (:func:`fit_linear_code`,
+    the middle of each) and scored with the input phase as more baselines.
     """
     from orchestrion.audio.io import collect_audio_files, load_audio
     from orchestrion.evaluation.autoencoder_quality import (
         FRONT_END,
         GRIFFIN_LIM,
+        LINEAR_CODE_SECONDS,
         MODEL,
         MODEL_GRIFFIN_LIM,
         MODEL_ORACLE_PHASE,
@@ -548,10 +548,9 @@ def autoencoder_section(
     if "training" in folders:
         sizes = sorted({model.level1.config.latent_dim for model in models.values()})
         log(f"autoencoders: linear {'/'.join(map(str, sizes))}-dim frame codes on {folders['training']}")
-        widest, folder_files, every = fit_linear_code(folders["training"], sizes[-1], skipped,
-                                                      seconds=linear_code_seconds)
+        widest, folder_files, every = fit_linear_code(folders["training"], sizes[-1], skipped)
         linear_codes = {dims: widest.truncated(dims) for dims in sizes}
-        linear_facts = {"dims": sizes, "seconds_per_file": linear_code_seconds, "files": widest.waves,
+        linear_facts = {"dims": sizes, "seconds_per_file": LINEAR_CODE_SECONDS, "files": widest.waves,
                         "folder_files": folder_files, "every": every, "frames": widest.frames}
     headers = {"log_mel_distance": "log-mel ↓", "multiscale_spectral_distance": "MSD ↓", "lsd_db": "LSD dB ↓"}
     baseline_labels = {GRIFFIN_LIM: "exact magnitude + Griffin-Lim phase (32 it.)",
@@ -617,7 +616,7 @@ def autoencoder_section(
     if linear_facts is not None:
         intro.append(
             f"The linear frame code: PCA of the normalised log-power frames (513 bins) of the middle "
-            f"{linear_code_seconds:g} s of {_plural(linear_facts['files'], 'file')} of the training folder ("
+            f"{LINEAR_CODE_SECONDS:g} s of {_plural(linear_facts['files'], 'file')} of the training folder ("
             + (f"one in {linear_facts['every']} of its {linear_facts['folder_files']}"
                if linear_facts["every"] > 1 else "all of them")
             + f"; {linear_facts['frames']} frames), its top "

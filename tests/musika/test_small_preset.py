@@ -41,9 +41,11 @@ def test_small_sits_between_debug_and_the_paper_and_round_trips_as_json(level: i
     assert (config.level1.latent_dim, config.level2.ratio, config.level2.latent_dim) == (128, 8, 64)
     assert config.preset == "small" and config.batch_size == 32 and config.learning_rate == 3e-4
     assert Level1Config.preset("small").encoder_channels == (136, 144, 160, 176, 192)
-    # issue 13: a linear shortcut (x6 faster phase 1), phase 1 at 1e-3, a separate phase U-Net in phase 2
+    # issue 13: a linear shortcut (x6 faster phase 1), phase 1 at 1e-3 decaying to 0 (cosine),
+    # a separate phase U-Net in phase 2
     assert config.level1.linear_shortcut and config.level1.phase_decoder == "separate"
-    assert AutoencoderTrainingConfig.preset_config("small", level=1, phase=1).learning_rate == 1e-3
+    phase1 = AutoencoderTrainingConfig.preset_config("small", level=1, phase=1)
+    assert (phase1.learning_rate, phase1.lr_schedule) == (1e-3, "cosine") and config.lr_schedule == "constant"
     assert config.lambda_phase == (1.0 if level == 1 else 0.0)
     assert Level2Config.preset("small").decoder_channels == (192, 192, 160, 128, 96)
 

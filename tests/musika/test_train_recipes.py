@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -152,6 +155,29 @@ def test_resume_continues_bit_exactly(runs, tmp_path: Path) -> None:
         assert _equal(_weights(tmp_path / "straight", name), _weights(tmp_path / "split", name))
 
 
+def test_cosine_schedule_follows_the_step_and_resumes_on_the_same_curve(runs, tmp_path: Path) -> None:
+    """--lr-schedule cosine: the logged rate falls from the peak towards 0 at --steps; a run killed after a
+    checkpoint resumes on the same curve to the same weights; --resume refuses another schedule."""
+    kwargs = dict(level=1, phase=1, preset="debug", lr_schedule="cosine", checkpoint_every=2, log_every=1,
+                  progress=False)
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    train_autoencoder(runs["data"], straight, steps=6, **kwargs)
+    config = load_checkpoint(straight).config
+    rates = [m["lr"] for m in _metrics(straight)]
+    assert config.lr_schedule == "cosine" and rates[0] == pytest.approx(config.learning_rate)
+    assert rates == pytest.approx([config.learning_rate * (1 + math.cos(math.pi * s / 6)) / 2 for s in range(6)])
+    assert all(a > b > 0 for a, b in itertools.pairwise(rates))
+
+    shutil.copytree(straight, killed)
+    shutil.rmtree(killed / "checkpoints" / "step_00000006")  # as if killed between steps 4 and 6
+    train_autoencoder(runs["data"], killed, steps=6, resume=True, **kwargs)
+    assert [m["lr"] for m in _metrics(killed)] == pytest.approx(rates)
+    for name in ("level1_encoder", "level1_decoder"):
+        assert _equal(_weights(straight, name), _weights(killed, name))
+    with pytest.raises(ConfigError, match="--resume keeps it"):
+        train_autoencoder(runs["data"], killed, steps=8, resume=True, **{**kwargs, "lr_schedule": "constant"})
+
+
 def test_bad_run_connections_are_clean_errors(runs, tmp_path: Path) -> None:
     data = runs["data"]
     with pytest.raises(ConfigError, match="--init"):
@@ -176,6 +202,8 @@ def test_presets_follow_the_spec() -> None:
     piano = AutoencoderTrainingConfig.preset_config("piano", level=2, phase=1)
     assert (piano.level2.ratio, piano.level2.latent_dim) == (16, 32) and piano.level1.with_phase
     assert piano.discriminator.channels == (64, 128, 256, 512, 512)
+    with pytest.raises(ConfigError, match="lr_schedule must be one of"):
+        AutoencoderTrainingConfig.preset_config("techno", lr_schedule="step")
     with pytest.raises(ConfigError, match="unknown preset"):
         AutoencoderTrainingConfig.preset_config("jazz")
 

@@ -56,6 +56,11 @@ def train_ae(
     lambda_rec: float | None = typer.Option(
         None, "--lambda-rec", min=0.0, help="Phase 2: weight of the L1 magnitude term (default: the preset's)."
     ),
+    lr_schedule: str | None = typer.Option(
+        None, "--lr-schedule",
+        help="A new run's learning rate: 'constant' (the paper) or 'cosine' (down to 0 at --steps). Default: the "
+        "preset's, cosine for small level 1 phase 1, else constant.",
+    ),
     lambda_phase: float | None = typer.Option(
         None, "--lambda-phase", min=0.0,
         help="Phase 2: weight of the phase-derivative term (instantaneous frequency + group delay; default: "
@@ -94,8 +99,8 @@ def train_ae(
     metrics = train_autoencoder(
         data_dir, out, level=level, phase=phase, preset=preset, steps=steps, resume=resume, init=init,
         level1=level1, batch_size=batch_size, lambda_rec=lambda_rec, lambda_phase=lambda_phase,
-        phase_decoder=phase_decoder, workers=workers, checkpoint_every=checkpoint_every,
-        seed=seed, device=device,
+        lr_schedule=lr_schedule, phase_decoder=phase_decoder, workers=workers,
+        checkpoint_every=checkpoint_every, seed=seed, device=device,
     )
     if metrics and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         typer.echo("final " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))

@@ -73,6 +73,7 @@ SMALL_LEVEL2 = {
 SMALL_DISCRIMINATOR = (8, 16, 32, 64, 64)
 SMALL_TRAINING = {"batch_size": 32, "learning_rate": 3e-4}
 SMALL_LEVEL1_PHASE1_LEARNING_RATE = 1e-3
+SMALL_LEVEL1_PHASE1_LR_SCHEDULE = "cosine"
 SMALL_LEVEL1_PHASE2_LAMBDA_PHASE = 1.0
 SMALL_STEPS = {(1, 1): 20_000, (1, 2): 1_000, (2, 1): 5_000, (2, 2): 1_000}  # (level, phase) -> steps
 
@@ -273,6 +274,7 @@ class DiscriminatorConfig:
 KIND = "musika.autoencoder_training"
 PRESETS = ("piano", "techno", "debug", "small")
 CPU_PRESETS = ("debug", "small")  # sized to train on a CPU; the others are the paper's full sizes
+LR_SCHEDULES = ("constant", "cosine")  # see AutoencoderTrainingConfig.lr_schedule
 MS_FORMS = ("relative", "spec")  # phase-2 multi-scale distance: see AutoencoderTrainingConfig.ms_form
 SILENCE_DB = -60.0  # training crops quieter than this (RMS dBFS) are redrawn
 EDGE_SAMPLES = 768  # n_fft − hop: samples at each end that the iSTFT cannot rebuild
@@ -305,6 +307,10 @@ class AutoencoderTrainingConfig:
     learning_rate: float = 1e-4  # Adam, every network (spec §5)
     beta1: float = 0.5
     beta2: float = 0.999
+    # "constant": the paper's fixed rate; "cosine": half a cosine from learning_rate down to 0 at the run's
+    # last step (--steps), which ends a run on a settled model instead of wherever the last spike left it
+    # (small level 1 phase 1 at a constant 1e-3 swung 0.113 / 0.093 / 0.137 held-out log-mel at 4/5/6 k steps).
+    lr_schedule: str = "constant"
     lambda_rec: float = 1.0  # phase 2: weight of the L1 magnitude term
     lambda_ms: float = 4.0  # phase 2: weight of the multi-scale spectral distance
     # phase 2: form of that distance. "relative": log-power floored 80 dB under each real excerpt's peak,
@@ -333,6 +339,8 @@ class AutoencoderTrainingConfig:
             raise ConfigError("lambda_rec, lambda_ms and lambda_phase must be >= 0")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.ms_form not in MS_FORMS:
             raise ConfigError(f"ms_form must be one of {MS_FORMS}, got {self.ms_form!r}")
 
@@ -343,7 +351,8 @@ class AutoencoderTrainingConfig:
 
     @classmethod
     def preset_config(cls, name: str, level: int = 1, phase: int = 1, **overrides: Any) -> AutoencoderTrainingConfig:
-        """Sizes of a named preset for a (level, phase): ``piano``/``techno`` (spec sizes) or ``debug`` (tiny)."""
+        """Sizes of a named preset for a (level, phase): ``piano``/``techno`` (spec sizes), ``debug`` (tiny)
+        or ``small`` (sized for a CPU)."""
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; choose from {list(PRESETS)}")
         level1_sizes = name if name in ("debug", "small") else "default"
@@ -363,6 +372,7 @@ class AutoencoderTrainingConfig:
             values.update(SMALL_TRAINING)
             if (level, phase) == (1, 1):
                 values["learning_rate"] = SMALL_LEVEL1_PHASE1_LEARNING_RATE
+                values["lr_schedule"] = SMALL_LEVEL1_PHASE1_LR_SCHEDULE
             if (level, phase) == (1, 2):
                 values["lambda_phase"] = SMALL_LEVEL1_PHASE2_LAMBDA_PHASE
         return cls(**{**values, **overrides})

@@ -14,6 +14,10 @@ level 2, phase 1      Enc2 + Dec2; Enc1/Dec1 frozen               L1(Dec1(Dec2(E
 level 2, phase 2      Dec2; D; Enc1/Dec1/Enc2 frozen              as level-1 phase 2, "real" = Dec1(Enc1(s))
 ====================  ==========================================  =====================================
 
+The learning rate is constant (the paper) or, with ``lr_schedule="cosine"`` (the small preset's level-1
+phase 1), half a cosine down to 0 at the run's last step; it is a function of the step alone, so a
+resumed run follows the same curve, and a resume with a larger ``--steps`` stretches it.
+
 How runs connect (the spec leaves this open):
 
 - Phase 2 starts from a finished phase-1 run given by ``init`` (``--init RUN_DIR``) and
@@ -36,6 +40,7 @@ would only teach the discriminator a trivial difference.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import torch
@@ -237,12 +242,29 @@ def make_step_fn(config: AutoencoderTrainingConfig):
             ctx, config, real_wave, merge_windows(magnitude, batch), merge_windows(phase, batch), target
         )
 
-    return {
+    step_fn = {
         (1, 1): level1_phase1,
         (1, 2): level1_phase2,
         (2, 1): level2_phase1,
         (2, 2): level2_phase2,
     }[(config.level, config.phase)]
+    if config.lr_schedule == "constant":
+        return step_fn
+
+    def scheduled(ctx, wave: torch.Tensor) -> dict[str, torch.Tensor]:
+        rate = learning_rate(config, ctx.step, ctx.max_steps)
+        ctx.set_learning_rate(rate)
+        return {**step_fn(ctx, wave), "lr": rate}
+
+    return scheduled
+
+
+def learning_rate(config: AutoencoderTrainingConfig, step: int, max_steps: int) -> float:
+    """Learning rate of update ``step`` (0-based) of a run that ends at ``max_steps`` (``config.lr_schedule``)."""
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    progress = min(step / max(max_steps, 1), 1.0)
+    return config.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 # ----------------------------------------------------------------------------------------- run set-up
@@ -282,7 +304,7 @@ def _starting_point(
         phase2 = AutoencoderTrainingConfig.preset_config(previous.preset, level, 2)
         config = dataclasses.replace(
             previous, phase=2, level1=level1_config, learning_rate=phase2.learning_rate,
-            lambda_phase=phase2.lambda_phase,
+            lr_schedule=phase2.lr_schedule, lambda_phase=phase2.lambda_phase,
         )
         modules = build_modules(config)
         for name, module in phase1_modules.items():
@@ -323,6 +345,7 @@ def train_autoencoder(
     batch_size: int | None = None,
     lambda_rec: float | None = None,
     lambda_phase: float | None = None,
+    lr_schedule: str | None = None,
     phase_decoder: str | None = None,
     workers: int = 0,
     checkpoint_every: int = 1000,
@@ -339,7 +362,8 @@ def train_autoencoder(
     of this run (default: spec §5, 1 M for level 1 and 400 k for level 2; ``small``: fewer,
     :data:`~orchestrion.musika.config.SMALL_STEPS`). See the module
     docstring for ``init``, ``level1`` and ``resume``. ``lambda_rec`` and ``lambda_phase`` replace the
-    weights of phase 2's L1 magnitude and phase-derivative terms in a new run; ``phase_decoder``
+    weights of phase 2's L1 magnitude and phase-derivative terms in a new run, ``lr_schedule``
+    (``"constant"``/``"cosine"``) its learning-rate curve; ``phase_decoder``
     (``"shared"`` or ``"separate"``) the preset's phase network in a new level-1 phase-2 run.
     """
     from orchestrion.musika.data import DEFAULT_CACHE_BYTES, AudioCropDataset
@@ -362,6 +386,11 @@ def train_autoencoder(
                 f"{run_dir}: the run has a {config.level1.phase_decoder!r} phase decoder; --resume keeps it "
                 f"(drop --phase-decoder {phase_decoder}, or start a new run)"
             )
+        if lr_schedule is not None and lr_schedule != config.lr_schedule:
+            raise ConfigError(
+                f"{run_dir}: the run's learning rate is {config.lr_schedule!r}; --resume keeps it "
+                f"(drop --lr-schedule {lr_schedule}, or start a new run)"
+            )
         modules = build_modules(config)  # the trainer loads the weights of the latest checkpoint
     else:
         # fresh weights are a function of the seed alone (a rerun rebuilds the same initial model)
@@ -372,6 +401,8 @@ def train_autoencoder(
             config = dataclasses.replace(config, lambda_rec=lambda_rec)
         if lambda_phase is not None:
             config = dataclasses.replace(config, lambda_phase=lambda_phase)
+        if lr_schedule is not None:
+            config = dataclasses.replace(config, lr_schedule=lr_schedule)
     dataset = AudioCropDataset(
         data_dir,
         frames=config.crop_frames,

@@ -200,6 +200,11 @@ class StepContext:
         return self._trainer.step
 
     @property
+    def max_steps(self) -> int:
+        """The step this run ends at (``TrainerConfig.max_steps``), where a learning-rate schedule ends."""
+        return self._trainer.config.max_steps
+
+    @property
     def device(self) -> torch.device:
         return self._trainer.device
 
@@ -222,6 +227,13 @@ class StepContext:
     def autocast(self) -> contextlib.AbstractContextManager:
         """Mixed-precision region on CUDA; a no-op on CPU."""
         return self._trainer.autocast()
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        """Set every optimizer's learning rate for this update (a schedule that is a function of the step
+        needs no state of its own, so a resumed run follows it exactly)."""
+        for optimizer in self._trainer.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate
 
     def optimize(self, name: str, loss: torch.Tensor) -> None:
         """Backpropagate ``loss`` into optimizer ``name``'s parameters only, then step it

@@ -35,7 +35,7 @@ source "$ROOT/scripts/training_stages.sh"
 
 # ---------------------------------------------------------------- recipe (the numbers in docs/evaluation.md)
 DEBUG_L1P1=10000; DEBUG_L1P2=2000; DEBUG_L2P1=2000
-SMALL_L1P1=6000       # about 45 min at 2-3 steps/s (the preset's default is 20 k)
+SMALL_L1P1=6000       # about 45 min at 2-3 steps/s; the cosine learning rate reaches 0 here (default 20 k)
 SMALL_L1P2=400        # phase 2: the phase U-Net only (and the discriminator)
 SMALL_L2P1=1500
 

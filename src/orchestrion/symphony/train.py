@@ -87,11 +87,10 @@ def build_optimizer(config: SymphonyTrainingConfig, model: SymphonyModel) -> tor
     )
 
 
-def make_step_fn(config: SymphonyTrainingConfig, optimizer: torch.optim.Optimizer) -> Callable:
+def make_step_fn(config: SymphonyTrainingConfig) -> Callable:
     def step(ctx, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
         lr = learning_rate(config, ctx.step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        ctx.set_learning_rate(lr)
         with ctx.autocast():
             logits = ctx.module(MODEL_MODULE)(batch["source"])
         loss, bits = sequence_loss(logits, batch["target"])
@@ -279,7 +278,7 @@ def train_symphony(
         model_config=config,
         modules={MODEL_MODULE: model},
         optimizers={MODEL_MODULE: optimizer},
-        step_fn=make_step_fn(config, optimizer),
+        step_fn=make_step_fn(config),
         dataset=train_data,
         collate_fn=collate_windows,
         config=TrainerConfig(

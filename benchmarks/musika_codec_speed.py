@@ -12,7 +12,9 @@ in one batch) like the reference numbers, and end to end as ``decode_latents`` s
   fast bf16        ``fast=True, precision="bf16"``: opt-in, lossy (SNR vs unoptimised printed)
   fast bf16-mixed  as bf16 with Dec1's output conv in float32: opt-in, lossy
 
-Noise is off so the waveforms can be compared (max |diff| and SNR against unoptimised).
+Noise is off so the waveforms can be compared (max |diff| and SNR against unoptimised). A last line
+times fast fp32 with ``phase="griffin-lim"`` (32 Griffin-Lim rounds on the decoded magnitude instead
+of the learned phase; the separate phase U-Net, where there is one, is not run) end to end.
 
 Usage:  python benchmarks/musika_codec_speed.py [--seconds 120] [--threads 2] [--repeats 3]
 """
@@ -127,6 +129,13 @@ def run(preset: str, seconds: float, repeats: int) -> None:
         snr = snr_db(reference_wave, wave) if diff > 0 else float("inf")
         print(f"{name:16s} {split} {total:7.3f} {audio_seconds / total:6.1f}   {end_to_end:10.3f} "
               f"{audio_seconds / end_to_end:6.1f}   {diff:9.2e} {snr:7.1f}")
+    (griffin_lim, _), _ = timed(
+        lambda: decode_latents(latents, level1, level2, noise=False, clip=False, fast=True, phase="griffin-lim"),
+        repeats,
+    )
+    learned = rows["fast fp32"][1]
+    print(f"fast fp32, Griffin-Lim phase (32 it.) end to end {griffin_lim:.3f} s = "
+          f"{audio_seconds / griffin_lim:.1f}x real time ({griffin_lim / learned:.1f}x the learned phase's time)")
     with torch.inference_mode():
         magnitude, phase = level1.decode(level2.decode(latents))
         magnitude = denormalise_magnitude(magnitude)

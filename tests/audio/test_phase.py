@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from orchestrion.audio.phase import griffin_lim, random_phase
+from orchestrion.audio.phase import StreamingGriffinLim, griffin_lim, random_phase
 from orchestrion.audio.spectral import istft, stft
 from orchestrion.evaluation.spectral_metrics import log_mel_distance
 
@@ -53,3 +53,52 @@ def test_griffin_lim_makes_the_spectrogram_consistent_and_the_audio_close() -> N
 def test_griffin_lim_needs_an_iteration() -> None:
     with pytest.raises(ValueError, match="at least one iteration"):
         griffin_lim(torch.ones(1, 513, 4), 0)
+
+
+def _frame_errors(magnitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+    """Per-frame ‖|STFT(iSTFT(M, φ))| − M‖ / ‖M‖ of a one-item batch: (K,)."""
+    rebuilt = stft(istft(magnitude, phase)).abs()
+    return ((rebuilt - magnitude).norm(dim=1) / magnitude.norm(dim=1).clamp_min(1e-6))[0]
+
+
+def test_griffin_lim_keeps_a_known_phase_and_continues_it() -> None:
+    magnitude = stft(_chord()).abs()
+    known = griffin_lim(magnitude[..., :20], generator=torch.Generator().manual_seed(1))
+    phase = griffin_lim(magnitude, generator=torch.Generator().manual_seed(2), known_phase=known[..., :12])
+    assert torch.equal(phase[..., :12], known[..., :12])
+    assert _spectral_convergence(magnitude, phase) < 0.15
+    with pytest.raises(ValueError, match="does not fit"):
+        griffin_lim(magnitude, known_phase=torch.zeros(1, 512, 4))
+
+
+def test_streaming_griffin_lim_joins_blocks_at_their_seams() -> None:
+    magnitude = stft(_chord(3.0)).abs()  # (1, 513, 255)
+    block = 32
+    blocks = [magnitude[..., first : first + block] for first in range(0, magnitude.shape[-1], block)]
+
+    def streamed(seed: int) -> torch.Tensor:
+        stream = StreamingGriffinLim(generator=torch.Generator().manual_seed(seed))
+        return torch.cat([stream(part) for part in blocks], dim=-1)
+
+    generator = torch.Generator().manual_seed(0)
+    independent = torch.cat([griffin_lim(part, generator=generator) for part in blocks], dim=-1)
+    whole = griffin_lim(magnitude, generator=torch.Generator().manual_seed(0))
+    stream = streamed(0)
+    assert stream.shape == magnitude.shape and torch.equal(stream, streamed(0))
+    assert not torch.equal(stream, streamed(1))
+    # the frames around each seam; measured 0.15 streamed, 0.23 for blocks solved on their own, 0.11 in one pass
+    seams = torch.tensor([first + d for first in range(block, magnitude.shape[-1] - 4, block) for d in range(-2, 2)])
+    at_seams = {name: float(_frame_errors(magnitude, phase)[seams].mean())
+                for name, phase in (("stream", stream), ("independent", independent), ("whole", whole))}
+    assert at_seams["stream"] < 0.75 * at_seams["independent"], at_seams
+    # and overall as consistent as one pass (measured 0.113 against 0.102)
+    assert _spectral_convergence(magnitude, stream) < 1.2 * _spectral_convergence(magnitude, whole)
+
+
+def test_streaming_griffin_lim_refuses_a_block_of_another_shape() -> None:
+    stream = StreamingGriffinLim(4)
+    stream(torch.ones(2, 513, 16))
+    with pytest.raises(ValueError, match="does not continue"):
+        stream(torch.ones(1, 513, 16))
+    with pytest.raises(ValueError, match="at least one iteration"):
+        StreamingGriffinLim(0)

@@ -70,6 +70,25 @@ def test_train_encode_decode_reconstruct_evaluate(model, tmp_path: Path) -> None
     assert report["mean"]["model"]["lsd_db"] > 0 and report["mean"]["model"]["si_sdr_db"] is None  # its own phase
 
 
+def test_griffin_lim_phase_gives_audio_to_a_phase_1_model(model, tmp_path: Path) -> None:
+    source = next(model["data"].glob("*.wav"))
+    frames = sf.info(source).frames
+    out = run_ok("musika", "reconstruct", source, tmp_path / "p1.wav", "--model", model["l1p1"])
+    assert "phase 1" in out and "Griffin-Lim phase (32 iterations)" in out  # auto: the model has no phase
+    rebuilt, rate = sf.read(tmp_path / "p1.wav", always_2d=True)
+    assert rate == 22050 and rebuilt.shape == (frames, 1) and np.abs(rebuilt).max() > 0
+    run_ok("musika", "encode", source, "--model", model["l1p1"], "--out", tmp_path / "latents")
+    run_ok("musika", "decode", tmp_path / "latents", "--model", model["l1p1"], "--out", tmp_path / "decoded")
+    decoded, _ = sf.read(tmp_path / "decoded" / source.name, always_2d=True)
+    np.testing.assert_allclose(decoded, rebuilt, atol=2 / 32768)  # the same audio, up to 16-bit rounding
+    # a phase-2 model's magnitude heard with Griffin-Lim phase instead of its own
+    learned = run_ok("musika", "reconstruct", source, tmp_path / "learned.wav", "--model", model["l1p2"])
+    assert "the decoder's learned phase" in learned
+    run_ok("musika", "reconstruct", source, tmp_path / "gl.wav", "--model", model["l1p2"], "--phase", "griffin-lim")
+    learned_audio, griffin_audio = sf.read(tmp_path / "learned.wav")[0], sf.read(tmp_path / "gl.wav")[0]
+    assert learned_audio.shape == griffin_audio.shape and not np.allclose(learned_audio, griffin_audio)
+
+
 def test_bad_inputs_exit_with_code_2(model, tmp_path: Path, capsys) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -86,8 +105,12 @@ def test_bad_inputs_exit_with_code_2(model, tmp_path: Path, capsys) -> None:
     assert "no checkpoint found" in run_fails(
         capsys, "musika", "encode", model["data"], "--model", empty, "--out", tmp_path / "x"
     )
-    assert "cannot make audio" in run_fails(
-        capsys, "musika", "reconstruct", next(model["data"].glob("*.wav")), tmp_path / "o.wav", "--model", model["l1p1"]
+    source = next(model["data"].glob("*.wav"))
+    assert "has no learned phase; use --phase griffin-lim" in run_fails(
+        capsys, "musika", "reconstruct", source, tmp_path / "o.wav", "--model", model["l1p1"], "--phase", "learned"
+    )
+    assert "unknown phase 'zero'" in run_fails(
+        capsys, "musika", "reconstruct", source, tmp_path / "o.wav", "--model", model["l1p2"], "--phase", "zero"
     )
     # a checkpoint whose weights do not fit its config, one of another model kind, a tampered one
     config = load_checkpoint(model["l1p2"]).config

@@ -29,10 +29,13 @@ same value, since it is the same magnitude.
 that has no phase of its own; a phase-2 (or level-2) model is refused with a message: its decoder
 makes its own phase, the audio it produces is what it must be judged on, and pairing its
 magnitude with the input's phase would score a system that never exists (its magnitude alone is
-its ``feature_l1``). Without ``--oracle-phase`` a phase-1 model is refused, since it cannot make audio.
+its ``feature_l1``). A phase-1 model has no ``model`` row: it needs ``--oracle-phase``,
+``--griffin-lim-on-model`` or both, and is refused with neither.
 ``--griffin-lim-on-model`` is accepted for every model, next to its main row: on a phase-2 model it
-compares the learned phase with the classical one on the same magnitude; on a phase-1 model, its
-distance from the oracle-phase row is what a classical phase would cost that magnitude.
+compares the learned phase with the classical one on the same magnitude; on a phase-1 model it is
+the audio the codec makes of it (``orchestrion musika reconstruct``'s Griffin-Lim phase, there solved
+in blocks of 24 s), and its distance from the oracle-phase row is what a classical phase costs that
+magnitude.
 
 All systems see the same padded signal as the codec (:func:`orchestrion.musika.codec.encode_audio`:
 768 zeros in front, zeros up to whole decoder windows), so every sample of the file is under full
@@ -98,7 +101,9 @@ class AutoencoderQualityReport:
         return Path(path)
 
 
-def _check_mode(model: TrainedAutoencoder, model_path: str | Path, oracle_phase: bool) -> None:
+def _check_mode(
+    model: TrainedAutoencoder, model_path: str | Path, oracle_phase: bool, model_griffin_lim: bool
+) -> None:
     magnitude_only = not model.level1.config.with_phase
     if oracle_phase and not magnitude_only:
         raise ConfigError(
@@ -106,10 +111,11 @@ def _check_mode(model: TrainedAutoencoder, model_path: str | Path, oracle_phase:
             f"phase; this level-{model.level} model decodes its own phase, so its audio is scored as it is "
             "(drop --oracle-phase; the feature_l1 column measures its magnitude alone)"
         )
-    if magnitude_only and not oracle_phase:
+    if magnitude_only and not (oracle_phase or model_griffin_lim):
         raise ConfigError(
-            f"{model_path}: a level-1 phase-1 model decodes magnitude only and cannot make audio; "
-            "score it with --oracle-phase (its magnitude with the input's own phase)"
+            f"{model_path}: a level-1 phase-1 model decodes magnitude only and has no learned phase to score; "
+            "score its magnitude with --oracle-phase (the input's own phase) and/or --griffin-lim-on-model "
+            "(Griffin-Lim phase, the audio `orchestrion musika reconstruct` makes of it)"
         )
 
 
@@ -144,10 +150,10 @@ def decode_spectrogram(
     return torch.cat(magnitudes, dim=-1), phase
 
 
-def _systems(oracle_phase: bool, baselines: bool, model_griffin_lim: bool) -> list[str]:
-    first = MODEL_ORACLE_PHASE if oracle_phase else MODEL
+def _systems(oracle_phase: bool, baselines: bool, model_griffin_lim: bool, learned_phase: bool) -> list[str]:
+    first = (MODEL_ORACLE_PHASE,) if oracle_phase else (MODEL,) if learned_phase else ()
     return [
-        first,
+        *first,
         *((MODEL_GRIFFIN_LIM,) if model_griffin_lim else ()),
         *((GRIFFIN_LIM, RANDOM_PHASE, FRONT_END) if baselines else ()),
     ]
@@ -215,7 +221,7 @@ def reconstruct_systems(
     model_magnitude = denormalise_magnitude(magnitude)
     if oracle_phase:
         waves[MODEL_ORACLE_PHASE] = istft(model_magnitude, input_phase)
-    else:
+    elif phase is not None:
         waves[MODEL] = istft(model_magnitude, phase)
     if model_griffin_lim:
         generator = torch.Generator().manual_seed(EVALUATION_SEED)
@@ -274,7 +280,8 @@ def evaluate_autoencoder(
     files shorter than 2048 samples are skipped and listed in ``report.skipped``. Raises
     :class:`DataError` for a missing folder, one without audio or without a usable file,
     :class:`ConfigError` for ``oracle_phase`` on a model with its own phase (or a phase-1 model
-    without it), :class:`~orchestrion.errors.CheckpointError` for a bad ``model_path``.
+    with neither it nor ``model_griffin_lim``), :class:`~orchestrion.errors.CheckpointError` for a bad
+    ``model_path``.
     """
     from rich.progress import Progress
 
@@ -286,8 +293,8 @@ def evaluate_autoencoder(
     reference_dir = Path(reference_dir)
     files = collect_audio_files(reference_dir)
     model = load_autoencoder(model_path, resolve_device(device), accept_gan_run=True)
-    _check_mode(model, model_path, oracle_phase)
-    systems = _systems(oracle_phase, baselines, model_griffin_lim)
+    _check_mode(model, model_path, oracle_phase, model_griffin_lim)
+    systems = _systems(oracle_phase, baselines, model_griffin_lim, model.level1.config.with_phase)
     report = AutoencoderQualityReport(
         model=str(model.path), reference_dir=str(reference_dir), oracle_phase=oracle_phase, systems=systems
     )

@@ -32,9 +32,10 @@ def reconstruction_command(
     and the decoder's feature L1. Baselines: exact magnitude + Griffin-Lim (32 iterations) or random
     phase, and the front end's own round trip.
 
-    A phase-1 model has no phase: score it with --oracle-phase (its magnitude, the input's phase);
-    a phase-2 model is refused with --oracle-phase. --griffin-lim-on-model adds, for any model, its
-    decoder's magnitude with Griffin-Lim phase: learned against classical phase on the same magnitude.
+    A phase-1 model has no phase: score it with --oracle-phase (its magnitude, the input's phase)
+    and/or --griffin-lim-on-model; a phase-2 model is refused with --oracle-phase. --griffin-lim-on-model
+    adds, for any model, its decoder's magnitude with Griffin-Lim phase: learned against classical
+    phase on the same magnitude, and for a phase-1 model the audio `musika reconstruct` makes of it.
 
     Unreadable or too short files are skipped (listed, and in report.jsonl next to --json). SI-SDR is
     undefined for a silent reference and shown as "undefined". An existing --json file is replaced
@@ -45,6 +46,8 @@ def reconstruction_command(
       orchestrion evaluate reconstruction held_out/ --model runs/ae_l1_p2 --json report.json
 
       orchestrion evaluate reconstruction held_out/ --model runs/ae_l1_p1 --oracle-phase
+
+      orchestrion evaluate reconstruction held_out/ --model runs/ae_l1_p1 --griffin-lim-on-model
 
       orchestrion evaluate reconstruction held_out/ --model runs/ae_l1_p2 --griffin-lim-on-model
     """

@@ -601,8 +601,9 @@ def autoencoder_section(
         f"Excerpts: the middle {excerpt_seconds:g} s of up to {files} files per folder ("
         + ", ".join(f"{name}: `{folder}`" for name, folder in folders.items()) + "), mono, 22.05 kHz. "
         "Distances are lower-is-better, ≈ 0 for a perfect reconstruction; log-mel distance is the headline. "
-        "A magnitude-only (phase-1) run cannot make audio: it is scored with the input's own phase, an upper "
-        "bound of what its decoder would give with a learned phase. The baselines use the input's exact "
+        "A magnitude-only (phase-1) run has no phase of its own: its main row uses the input's own phase, an "
+        "upper bound of what its decoder would give with a learned phase (its audio, with Griffin-Lim phase, "
+        "is its Griffin-Lim row below). The baselines use the input's exact "
         "magnitude: Griffin-Lim shows what a classical phase reconstruction reaches, random phase is the "
         "floor, the front end round trip (input → normalised features → input phase) the ceiling.",
         "Two more kinds of rows isolate where the error comes from. *NAME magnitude + Griffin-Lim phase* "

@@ -293,6 +293,12 @@ class Level1Autoencoder(nn.Module):
         magnitude, phase = self.decoder(split_windows(latents, window))
         return merge_windows(magnitude, batch), None if phase is None else merge_windows(phase, batch)
 
+    def decode_magnitude(self, latents: Tensor) -> Tensor:
+        """:meth:`decode`'s magnitude alone (B, 513, n·64), without running a separate phase U-Net."""
+        batch, window = latents.shape[0], self.config.window_frames
+        _check_frames(latents.shape[-1], window, "Level1Autoencoder.decode_magnitude")
+        return merge_windows(self.decoder.decode_magnitude(split_windows(latents, window)), batch)
+
     def decode_to_wave(self, latents: Tensor) -> Tensor:
         """Latents (B, 128, K = n·64) -> waveform (B, 256·K + 768), one iSTFT over the whole sequence."""
         magnitude, phase = self.decode(latents)

@@ -22,11 +22,22 @@ def _bar(description: str, total: int) -> Iterator[Callable[[], None]]:
         yield lambda: bar.advance(task)
 
 
-def _announce(model) -> None:
-    """Say on stderr which checkpoint a command loaded (path, level, phase, step)."""
+def _announcer(phase: str):
+    """A callback saying on stderr which checkpoint a command loaded (path, level, phase, step) and
+    where its audio's phase comes from."""
     from orchestrion.musika.inference import describe_model
 
-    typer.echo(f"using {describe_model(model)}", err=True)
+    def announce(model) -> None:
+        typer.echo(f"using {describe_model(model, phase)}", err=True)
+
+    return announce
+
+
+PHASE_HELP = (
+    "Where the audio's phase comes from: learned (the decoder's, a phase-2 model), griffin-lim (32 Griffin-Lim "
+    "rounds on the decoded magnitude: any model, a phase-1 one too; slower), or auto: learned where the model "
+    "has it, else griffin-lim."
+)
 
 
 @app.command("train-ae")
@@ -156,6 +167,7 @@ def decode(
         "--precision",
         help="fp32 (within 1e-5 of the peak), or bf16: ~2x faster on CPUs with bf16 units, ~40 dB SNR.",
     ),
+    phase: str = typer.Option("auto", "--phase", help=PHASE_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace WAV files that already exist in --out."),
 ) -> None:
     """Decode Musika latent files back to 22.05 kHz WAV audio of the original length.
@@ -168,6 +180,8 @@ def decode(
       orchestrion musika decode latents/ --model runs/l2p2 --out decoded/
 
       orchestrion musika decode latents/ --model runs/l2p2 --out decoded/ --precision bf16
+
+      orchestrion musika decode latents/ --model runs/l1p1 --out decoded/ --phase griffin-lim
     """
     from orchestrion.musika.codec import latent_files
     from orchestrion.musika.inference import decode_files
@@ -177,7 +191,8 @@ def decode(
     total = len(latent_files(latent_dir)) if latent_dir.is_dir() else 1
     with _bar("decode", total) as advance:
         for _ in decode_files(
-            latent_dir, model, out, device=device, precision=precision, overwrite=overwrite, on_model=_announce
+            latent_dir, model, out, device=device, precision=precision, phase=phase, overwrite=overwrite,
+            on_model=_announcer(phase),
         ):
             advance()
     typer.echo(f"audio written to {out}")
@@ -192,22 +207,28 @@ def reconstruct(
     ),
     png: bool = typer.Option(False, "--png", help="Also write OUT.png: spectrograms of input vs reconstruction."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    phase: str = typer.Option("auto", "--phase", help=PHASE_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT_PATH (and OUT.png) if they exist."),
 ) -> None:
     """Encode and decode one file (a quick listening test of a trained autoencoder).
 
-    OUT_PATH may never be IN_PATH; an existing OUT_PATH is replaced only with --overwrite.
+    OUT_PATH may never be IN_PATH; an existing OUT_PATH is replaced only with --overwrite. A phase-1
+    model (magnitude only) reconstructs with Griffin-Lim phase; --phase griffin-lim also gives it to a
+    phase-2 model, to hear its magnitude apart from its learned phase.
 
-    Example:
+    Examples:
 
       orchestrion musika reconstruct song.wav song_rec.wav --model runs/l1p2 --png
+
+      orchestrion musika reconstruct song.wav song_gl.wav --model runs/l1p2 --phase griffin-lim
     """
     from orchestrion.musika.inference import reconstruct_file
     from orchestrion.pretrained import model_or_default
 
     model = model_or_default(model, "musika")
     for path in reconstruct_file(
-        in_path, out_path, model, png=png, device=device, overwrite=overwrite, on_model=_announce
+        in_path, out_path, model, png=png, device=device, phase=phase, overwrite=overwrite,
+        on_model=_announcer(phase),
     ):
         typer.echo(f"wrote {path}")
 

@@ -13,7 +13,11 @@ Decoding (:func:`iter_decode` / :func:`decode_latents`)
     Blocks of whole decoder windows (Dec2 on 8-frame windows, Dec1 on 64-frame windows, all
     windows of a block and all channels in one batch); every block is inverted by one iSTFT and the
     768-sample overlap with the next block is carried over, so the result equals one iSTFT over
-    the whole sequence (spec §2) while memory stays bounded for hours of audio.
+    the whole sequence (spec §2) while memory stays bounded for hours of audio. The phase is the
+    decoder's own (``phase="learned"``, Musika) or Griffin-Lim's on the decoded magnitude
+    (``phase="griffin-lim"``: :class:`~orchestrion.audio.phase.StreamingGriffinLim`, each block
+    continuing the last frames of the one before), which also makes audio from a magnitude-only
+    (phase-1) level-1 model.
 
 Latent file format, version 1 (:func:`save_latents` / :func:`load_latents`)
     One ``.safetensors`` file per audio file with a single tensor ``latents`` of shape
@@ -65,7 +69,16 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from orchestrion import __version__
-from orchestrion.audio.spectral import HOP, N_FFT, SAMPLE_RATE, features_to_wave, frames_to_wave, wave_to_features
+from orchestrion.audio.phase import GRIFFIN_LIM_ITERATIONS, StreamingGriffinLim
+from orchestrion.audio.spectral import (
+    HOP,
+    N_FFT,
+    SAMPLE_RATE,
+    denormalise_magnitude,
+    frames_to_wave,
+    istft,
+    wave_to_features,
+)
 from orchestrion.errors import DataError
 from orchestrion.fileio import atomic_path, atomic_write_text, read_json
 from orchestrion.musika.autoencoder import Level1Autoencoder, Level2Autoencoder
@@ -76,6 +89,7 @@ FORMAT = "orchestrion-musika-latents"
 FORMAT_VERSION = 1
 INDEX_NAME = "index.json"
 PAD = N_FFT - HOP  # 768 samples of leading padding; also the overlap between consecutive iSTFT blocks
+PHASE_SOURCES = ("learned", "griffin-lim")  # where decoded audio takes its phase from (iter_decode's ``phase``)
 
 # ---------------------------------------------------------------------------------------------
 # Frame arithmetic
@@ -176,15 +190,19 @@ def iter_decode(
     fast: bool = False,
     precision: str = "fp32",
     decoder: FastDecoder | None = None,
+    phase: str = "learned",
+    griffin_lim_iterations: int = GRIFFIN_LIM_ITERATIONS,
 ) -> Iterator[Tensor]:
     """Decode latents block by block, yielding consecutive waveform pieces (streaming API).
 
     Args:
         latents: (C, dim, F) level-2 latents (F a multiple of the Dec2 window, 8 techno / 4 piano)
             or, without ``level2``, level-1 latents (F a multiple of 64).
-        block_windows: decoder windows per block (per channel); bounds memory, not the result.
+        block_windows: decoder windows per block (per channel); bounds memory, not the result
+            (with the learned phase; Griffin-Lim solves each block in turn, see the module docstring).
         noise: sample the decoders' AddNoise (as the reference); False makes decoding deterministic.
-        seed: seeds the noise generator (reproducible for a fixed ``block_windows``).
+        seed: seeds the noise generator and Griffin-Lim's initial phase (reproducible for a fixed
+            ``block_windows``).
         fast: decode with a :class:`~orchestrion.musika.fast.FastDecoder` (BatchNorm folded,
             channels-last oneDNN convs, frame-major iSTFT) frozen from the models' weights for this
             call. With ``precision="fp32"`` the output equals the plain models' within
@@ -193,12 +211,23 @@ def iter_decode(
             ``"bf16"`` / ``"bf16-mixed"`` (see :mod:`orchestrion.musika.fast`).
         decoder: a :class:`~orchestrion.musika.fast.FastDecoder` the caller froze and keeps (no
             rebuild per call; it decodes with the weights it was frozen with). Implies ``fast``.
+        phase: ``"learned"``: the decoder's phase output (a phase-2 level-1 model); ``"griffin-lim"``:
+            ``griffin_lim_iterations`` rounds of fast Griffin-Lim on the decoded magnitude (any model;
+            a separate phase U-Net is then not run).
     Yields:
         (C, n) float32 waveform pieces; concatenated they are the one-shot iSTFT output of
         ``256·K + 768`` samples (K level-1 frames), not clipped and not trimmed.
     """
     if latents.dim() != 3:
         raise ValueError(f"expected (channels, dim, frames) latents, got shape {tuple(latents.shape)}")
+    if phase not in PHASE_SOURCES:
+        raise ValueError(f"phase must be one of {', '.join(PHASE_SOURCES)}, got {phase!r}")
+    learned = phase == "learned"
+    if learned and not level1.config.with_phase:
+        raise ValueError(
+            "the level-1 decoder has no phase output (phase-1 mode): decode with phase='griffin-lim', "
+            "or train phase 2"
+        )
     _require_eval(level1, level2)
     step = level2.config.decoder_input_frames if level2 is not None else level1.config.window_frames
     if latents.shape[-1] == 0 or latents.shape[-1] % step:
@@ -207,8 +236,14 @@ def iter_decode(
     generator = None
     if seed is not None:
         generator = torch.Generator(device=parameter.device).manual_seed(seed)
+    griffin_lim = None
+    if not learned:
+        phase_generator = None if seed is None else torch.Generator(device=parameter.device).manual_seed(seed)
+        griffin_lim = StreamingGriffinLim(griffin_lim_iterations, generator=phase_generator)
     if decoder is None and fast:
-        decoder = freeze(level1, level2, precision)
+        decoder = freeze(level1, level2, precision, magnitude_only=not learned)
+    if learned and decoder is not None and not decoder.with_phase:
+        raise ValueError("the given FastDecoder was frozen with magnitude_only=True: it has no phase to decode with")
     models = [m for m in (level1, level2) if m is not None]
     carry = None  # last 768 samples of the previous block, still waiting for the next block's frames
     with torch.inference_mode(), _noise(models, noise, generator):
@@ -216,9 +251,14 @@ def iter_decode(
             block = latents[..., first : first + step * block_windows].to(parameter.device)
             if decoder is not None:
                 out = decoder.decode(block, noise=noise, generator=generator)  # (C, frames, 1026) frame-major
-                wave = frames_to_wave(out[..., : decoder.n_bins], out[..., decoder.n_bins :])
+                features, learned_phase = out[..., : decoder.n_bins], out[..., decoder.n_bins :]
             else:
-                wave = _decode_block(block.to(parameter.dtype), level1, level2)
+                features, learned_phase = _decode_block(block.to(parameter.dtype), level1, level2, learned)
+            if griffin_lim is None:
+                wave = frames_to_wave(features, learned_phase)
+            else:
+                magnitude = denormalise_magnitude(features.float()).transpose(1, 2)  # (C, 513, frames)
+                wave = istft(magnitude, griffin_lim(magnitude))
             if carry is not None:
                 wave[:, :PAD] += carry
             carry = wave[:, -PAD:]
@@ -226,14 +266,17 @@ def iter_decode(
         yield carry.cpu()
 
 
-def _decode_block(block: Tensor, level1: Level1Autoencoder, level2: Level2Autoencoder | None) -> Tensor:
-    """The un-optimised path: (C, dim, F) latents -> (C, 256·K + 768) float32 waveform."""
+def _decode_block(
+    block: Tensor, level1: Level1Autoencoder, level2: Level2Autoencoder | None, with_phase: bool
+) -> tuple[Tensor, Tensor | None]:
+    """The un-optimised path: (C, dim, F) latents -> frame-major (C, K, 513) normalised log-power and
+    phase / π (None unless ``with_phase``), float32."""
     if level2 is not None:
         block = level2.decode(block)  # (C, 128, frames)
+    if not with_phase:
+        return level1.decode_magnitude(block).float().transpose(1, 2), None
     magnitude, phase = level1.decode(block)  # (C, 513, frames) each
-    if phase is None:
-        raise ValueError("the level-1 decoder has no phase output (phase-1 mode); call enable_phase()")
-    return features_to_wave(magnitude.float(), phase.float())
+    return magnitude.float().transpose(1, 2), phase.float().transpose(1, 2)
 
 
 def decode_latents(
@@ -250,6 +293,8 @@ def decode_latents(
     fast: bool = False,
     precision: str = "fp32",
     decoder: FastDecoder | None = None,
+    phase: str = "learned",
+    griffin_lim_iterations: int = GRIFFIN_LIM_ITERATIONS,
 ) -> Tensor:
     """Decode latents of any length to a waveform (see :func:`iter_decode` for the arguments).
 
@@ -263,7 +308,7 @@ def decode_latents(
     """
     pieces = iter_decode(
         latents, level1, level2, block_windows=block_windows, noise=noise, seed=seed, fast=fast, precision=precision,
-        decoder=decoder,
+        decoder=decoder, phase=phase, griffin_lim_iterations=griffin_lim_iterations,
     )
     wave = torch.cat(list(pieces), dim=-1)
     if num_samples is not None:
@@ -486,7 +531,8 @@ def decode_latent_file(
 ) -> Tensor:
     """Decode a :class:`LatentFile` back to its original (C, num_samples) waveform.
 
-    ``options`` are passed to :func:`decode_latents` (``clip``, ``block_windows``, ``noise``, ``seed``).
+    ``options`` are passed to :func:`decode_latents` (``clip``, ``block_windows``, ``noise``, ``seed``,
+    ``phase``, ...).
     """
     expected_level = 1 if level2 is None else 2
     if latent_file.level != expected_level:

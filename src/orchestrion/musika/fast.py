@@ -185,7 +185,11 @@ class FastDecoder(nn.Module):
     """
 
     def __init__(
-        self, level1: Level1Autoencoder, level2: Level2Autoencoder | None = None, precision: str = "fp32"
+        self,
+        level1: Level1Autoencoder,
+        level2: Level2Autoencoder | None = None,
+        precision: str = "fp32",
+        magnitude_only: bool = False,
     ) -> None:
         super().__init__()
         if precision not in PRECISIONS:
@@ -199,8 +203,6 @@ class FastDecoder(nn.Module):
                 f"precision {precision!r} needs a CPU with bfloat16 instructions (AVX-512 BW/VL/DQ, AVX-NE-CONVERT "
                 f"or AMX) and this one ({cpu_description()[0]}) has none: use fp32, or auto (bf16 where it exists)"
             )
-        if not level1.config.with_phase:
-            raise ValueError("the level-1 decoder has no phase output (phase-1 mode); call enable_phase()")
         self.precision = precision
         self.dtype = torch.float32 if precision == "fp32" else torch.bfloat16
         self.window_frames = level1.config.window_frames
@@ -210,7 +212,11 @@ class FastDecoder(nn.Module):
         out_dtype = torch.float32 if precision in ("fp32", "bf16-mixed") else torch.bfloat16
         self.unet = _FastUNet(dec1, self.dtype, out_dtype)
         # a separate phase U-Net runs after the magnitude one, as in Level1Decoder (same noise order)
-        self.phase_unet = None if dec1.phase_net is None else _FastUNet(dec1.phase_net, self.dtype, out_dtype)
+        self.phase_unet = None
+        if dec1.phase_net is not None and not magnitude_only:
+            self.phase_unet = _FastUNet(dec1.phase_net, self.dtype, out_dtype)
+        # whether decode() returns phase channels after the magnitude (a shared output conv always makes them)
+        self.with_phase = level1.config.with_phase and (dec1.phase_net is None or self.phase_unet is not None)
         self.level2 = None
         if level2 is not None:
             dec2 = _folded_blocks(level2.decoder)
@@ -240,7 +246,8 @@ class FastDecoder(nn.Module):
     def run_level1(
         self, x: Tensor, noise: bool | NoiseSampler = False, generator: torch.Generator | None = None
     ) -> Tensor:
-        """Dec1 on (N, 128, 1, 64) windows -> (N, 64, 1026) frame-major output clipped to [-1, 1]."""
+        """Dec1 on (N, 128, 1, 64) windows -> (N, 64, 1026) frame-major output clipped to [-1, 1]
+        ((N, 64, 513) without :attr:`with_phase`)."""
         out = self.unet(x, noise, generator)  # (N, 1026, 1, 64) channels-last (513 with a separate phase)
         if self.phase_unet is not None:
             out = torch.cat([out, self.phase_unet(x, noise, generator)], dim=1)
@@ -261,7 +268,8 @@ class FastDecoder(nn.Module):
             generator: random generator for the noise (None: the global one).
         Returns:
             (C, K, 1026) Dec1 output clipped to [-1, 1], K level-1 frames: ``[..., :513]`` is the
-            normalised log-power, ``[..., 513:]`` phase/π. A view of a channels-last buffer; float32
+            normalised log-power, ``[..., 513:]`` phase/π (absent without :attr:`with_phase`: a
+            phase-1 decoder, or ``magnitude_only``). A view of a channels-last buffer; float32
             except for ``precision="bf16"`` (bfloat16).
         """
         x = self.to_windows(latents)
@@ -272,7 +280,10 @@ class FastDecoder(nn.Module):
 
 
 def freeze(
-    level1: Level1Autoencoder, level2: Level2Autoencoder | None = None, precision: str = "fp32"
+    level1: Level1Autoencoder,
+    level2: Level2Autoencoder | None = None,
+    precision: str = "fp32",
+    magnitude_only: bool = False,
 ) -> FastDecoder:
     """A :class:`FastDecoder` holding a snapshot of the models' weights as they are now.
 
@@ -280,7 +291,8 @@ def freeze(
     stream of decodes keeps one and passes it on (``iter_decode(..., decoder=...)``). It is
     immutable with respect to the models: after any change to their weights (a training or EMA
     step, ``load_state_dict``, an edit through ``.data``) freeze them again; the old snapshot keeps
-    decoding with the old weights.
+    decoding with the old weights. ``magnitude_only`` leaves out a separate phase U-Net (for a phase
+    that comes from elsewhere, e.g. Griffin-Lim).
     """
-    return FastDecoder(level1, level2, precision)
+    return FastDecoder(level1, level2, precision, magnitude_only)
 

@@ -6,7 +6,14 @@ from a level-1 or a self-contained level-2 run directory). The CLI commands
 ``orchestrion musika encode|decode|reconstruct`` call these functions.
 
 Audio keeps its channels (each channel is encoded separately, as for the latent GAN);
-decoding samples the decoders' noise from a fixed seed, so results are reproducible.
+decoding samples the decoders' noise (and Griffin-Lim's initial phase) from a fixed seed, so results
+are reproducible.
+
+Phase (``phase=``, the CLI's ``--phase``): ``"learned"`` is the decoder's own (Musika; needs a
+phase-2 level-1 model), ``"griffin-lim"`` 32 rounds of fast Griffin-Lim on the decoded magnitude
+(any model, a phase-1 one included; it takes about 3x the learned phase's decoding time:
+``benchmarks/musika_codec_speed.py``), and ``"auto"``
+(the default) the learned phase where the model has one, Griffin-Lim otherwise.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from orchestrion.fileio import SkipReport, check_output_path
 from orchestrion.musika.models import TrainedAutoencoder, load_autoencoder
 
 DECODE_SEED = 0
+PHASE_CHOICES = ("auto", "learned", "griffin-lim")
 SKIP_REPORT = "report.jsonl"  # files a folder job could not use, one JSON object each
 
 
@@ -97,21 +105,32 @@ def _write_wave_stream(target: Path, pieces: Iterable[torch.Tensor], offset: int
     return target
 
 
-def _require_phase(model: TrainedAutoencoder) -> None:
-    if not model.level1.config.with_phase:
+def resolve_phase(model: TrainedAutoencoder, phase: str) -> str:
+    """The phase source ``iter_decode`` gets for ``phase`` (one of :data:`PHASE_CHOICES`) on ``model``."""
+    if phase not in PHASE_CHOICES:
+        raise DataError(f"unknown phase {phase!r}; choose from {', '.join(PHASE_CHOICES)}")
+    has_phase = model.level1.config.with_phase
+    if phase == "auto":
+        return "learned" if has_phase else "griffin-lim"
+    if phase == "learned" and not has_phase:
         raise CheckpointError(
-            f"{model.path}: a level-1 phase-1 model decodes magnitude only and cannot make audio; "
-            "train phase 2 (orchestrion musika train-ae --phase 2 --init RUN_DIR)"
+            f"{model.path}: a level-1 phase-1 model decodes magnitude only and has no learned phase; use "
+            "--phase griffin-lim (or auto), or train phase 2 (orchestrion musika train-ae --phase 2 --init RUN_DIR)"
         )
+    return phase
 
 
-def reconstruct(wave: torch.Tensor, model: TrainedAutoencoder, seed: int = DECODE_SEED) -> torch.Tensor:
+def reconstruct(
+    wave: torch.Tensor, model: TrainedAutoencoder, seed: int = DECODE_SEED, phase: str = "auto"
+) -> torch.Tensor:
     """Encode and decode ``wave`` (C, L) at 22.05 kHz → (C, L) reconstruction, clipped to [−1, 1]."""
     from orchestrion.musika.codec import decode_latent_file, encode_to_latent_file
 
-    _require_phase(model)
+    phase = resolve_phase(model, phase)
     latent_file = encode_to_latent_file(wave, model.level1, model.level2)
-    return decode_latent_file(latent_file, model.level1, model.level2, seed=seed, **_fast_options(model, "fp32"))
+    return decode_latent_file(
+        latent_file, model.level1, model.level2, seed=seed, phase=phase, **_fast_options(model, "fp32")
+    )
 
 
 def latent_name(relative: str | Path) -> Path:
@@ -211,13 +230,18 @@ def encode_files(
     write_latent_index(out_dir)
 
 
-def describe_model(model: TrainedAutoencoder) -> str:
-    """One line saying which checkpoint a command uses: its path, level, phase and training step."""
+def describe_model(model: TrainedAutoencoder, phase: str | None = None) -> str:
+    """One line saying which checkpoint a command uses: its path, level, phase and training step, and
+    with ``phase`` (a :data:`PHASE_CHOICES` value) where the audio's phase comes from."""
     from orchestrion.checkpoint import checkpoint_step
 
     saved_step = checkpoint_step(model.path)
     step = "" if saved_step is None else f", step {saved_step}"
-    return f"model {model.path} (level {model.level}, phase {model.config.phase}{step})"
+    line = f"model {model.path} (level {model.level}, phase {model.config.phase}{step})"
+    if phase is None:
+        return line
+    source = {"learned": "the decoder's learned phase", "griffin-lim": "Griffin-Lim phase (32 iterations)"}
+    return f"{line}; audio with {source[resolve_phase(model, phase)]}"
 
 
 def decode_files(
@@ -227,6 +251,7 @@ def decode_files(
     *,
     device: str = "auto",
     precision: str = "fp32",
+    phase: str = "auto",
     overwrite: bool = False,
     on_model: Callable[[TrainedAutoencoder], None] | None = None,
 ) -> Iterator[Path]:
@@ -236,7 +261,8 @@ def decode_files(
     refused without ``overwrite``, before any work. Audio is streamed block by block to the file
     (bounded memory for any length). On the CPU the fast decoder is used (``precision="bf16"``
     trades ~40 dB SNR for ~2x speed, opt-in). Latents made by another model (other encoder weights)
-    or another level are refused with :class:`DataError`. ``on_model`` is called with the loaded model.
+    or another level are refused with :class:`DataError`. ``phase``: see the module docstring.
+    ``on_model`` is called with the loaded model.
     """
     from orchestrion.musika.codec import iter_decode, latent_files, load_latents
 
@@ -252,9 +278,9 @@ def decode_files(
     targets = [out_dir / decoded_name(path.relative_to(root)) for path in files]
     check_outputs(targets, overwrite=overwrite, inputs=files, out_dir=out_dir)
     model = load_autoencoder(model_path, resolve_device(device), accept_gan_run=True)
+    phase = resolve_phase(model, phase)
     if on_model is not None:
         on_model(model)
-    _require_phase(model)
     digest = latent_digest(model)
     for path, target in zip(files, targets, strict=True):
         latent_file = load_latents(path)
@@ -266,7 +292,8 @@ def decode_files(
                 f"model {model_path} has {digest})"
             )
         pieces = iter_decode(
-            latent_file.latents, model.level1, model.level2, seed=DECODE_SEED, **_fast_options(model, precision)
+            latent_file.latents, model.level1, model.level2, seed=DECODE_SEED, phase=phase,
+            **_fast_options(model, precision),
         )
         yield _write_wave_stream(target, pieces, latent_file.offset, latent_file.num_samples)
 
@@ -325,6 +352,7 @@ def reconstruct_file(
     *,
     png: bool = False,
     device: str = "auto",
+    phase: str = "auto",
     overwrite: bool = False,
     on_model: Callable[[TrainedAutoencoder], None] | None = None,
 ) -> list[Path]:
@@ -332,8 +360,8 @@ def reconstruct_file(
 
     With ``png`` also writes ``out_path`` with suffix ``.png``: spectrograms of the input
     and the reconstruction (first channel). The outputs are checked before any work: never the
-    input, existing files only with ``overwrite``. ``on_model`` is called with the loaded model.
-    Returns the written paths.
+    input, existing files only with ``overwrite``. ``phase``: see the module docstring. ``on_model``
+    is called with the loaded model. Returns the written paths.
     """
     from orchestrion.audio.io import check_audio_output, load_audio, save_audio
 
@@ -342,10 +370,11 @@ def reconstruct_file(
     if png:
         check_output_path(out_path.with_suffix(".png"), overwrite=overwrite, inputs=[in_path])
     model = load_autoencoder(model_path, resolve_device(device), accept_gan_run=True)
+    phase = resolve_phase(model, phase)
     if on_model is not None:
         on_model(model)
     wave = load_audio(in_path)
-    rebuilt = reconstruct(torch.from_numpy(wave), model).numpy()
+    rebuilt = reconstruct(torch.from_numpy(wave), model, phase=phase).numpy()
     written = [save_audio(out_path, rebuilt)]
     if png:
         panels = [(f"input: {in_path.name}", wave[0]), (f"reconstruction (level {model.level})", rebuilt[0])]

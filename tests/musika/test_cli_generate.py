@@ -52,6 +52,11 @@ def test_generate_writes_exact_seconds_mono_png_and_respects_overwrite(run_dir, 
     assert "exists; pass --overwrite" in run_fails(capsys, *args)
     run_ok(*args, "--overwrite", "--mono")
     assert soundfile.info(out).channels == 1
+    run_ok(*args, "--overwrite", "--phase", "griffin-lim")
+    griffin_lim, _ = soundfile.read(out, dtype="float32", always_2d=True)
+    expected = generate(load_latent_gan(run_dir), 2.5, seed=3, note_density=str(curve), tempo=120,
+                        phase="griffin-lim")
+    np.testing.assert_allclose(griffin_lim.T, expected, atol=2 / 32767)  # 16-bit rounding, Griffin-Lim's float noise
 
 
 def test_generate_bad_arguments_exit_with_one_line(run_dir, tmp_path, capsys):
@@ -62,6 +67,7 @@ def test_generate_bad_arguments_exit_with_one_line(run_dir, tmp_path, capsys):
     bad.write_text("seconds,value\n0,0.5\nzero,0.1\n")
     assert f"{bad}: line 3: expected two numbers" in run_fails(capsys, *base, "--seconds", 1, "--note-density", bad)
     assert "tempo 20 BPM is outside 80..180 BPM" in run_fails(capsys, *base, "--seconds", 1, "--tempo", 20)
+    assert "unknown phase 'zero'" in run_fails(capsys, *base, "--seconds", 1, "--phase", "zero")
     autoencoder = tmp_path / "ae"
     save_checkpoint(autoencoder, config=AutoencoderTrainingConfig.preset_config("debug"), modules={})
     other = ["musika", "generate", "--model", autoencoder, "--out", tmp_path / "y.wav", "--seconds", 1]

@@ -70,6 +70,26 @@ def test_same_seed_same_audio_at_once_or_streamed_in_any_block_size(model, monke
     assert np.abs(generate(model, samples / SR, seed=6) - once).mean() > 0.1 * np.abs(once).mean()  # seed matters
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_griffin_lim_phase_is_the_same_in_any_block_size_and_differs_from_the_learned_phase(model, monkeypatch, fast):
+    if not fast:
+        monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    samples = 100_000  # 7 decoder windows: two Griffin-Lim blocks of 4
+
+    def energy(audio: np.ndarray) -> float:
+        return float(np.square(audio, dtype=np.float64).sum())
+
+    once = generate(model, samples / SR, seed=5, phase="griffin-lim")
+    assert once.shape == (2, samples) and np.abs(once).max() <= 1.0
+    for block in (1500, 37485):  # float rounding of other batch sizes, amplified by 32 rounds: ≤ 1e-4 of the energy
+        streamed = _streamed(model, samples, block / SR, phase="griffin-lim")
+        assert energy(streamed - once) < 1e-4 * energy(once), block
+    learned = generate(model, samples / SR, seed=5)
+    assert energy(learned - once) > 0.1 * energy(learned)
+    with pytest.raises(GenerationError, match="unknown phase 'zero'"):
+        MusikaStream(model, 0, phase="zero")
+
+
 def test_length_is_exact_and_mono_is_the_left_channel(model):
     for seconds in (0.01, 1.0, 2.345):
         audio = generate(model, seconds)

@@ -33,6 +33,10 @@ def _announcer(phase: str):
     return announce
 
 
+GENERATION_PHASE_HELP = (
+    "learned (the decoder's phase, Musika) or griffin-lim (32 Griffin-Lim rounds on the decoded magnitude: "
+    "about 3x the decoding time; CPU-trained small models sound cleaner with it, see docs/evaluation.md)."
+)
 PHASE_HELP = (
     "Where the audio's phase comes from: learned (the decoder's, a phase-2 model), griffin-lim (32 Griffin-Lim "
     "rounds on the decoded magnitude: any model, a phase-1 one too; slower), or auto: learned where the model "
@@ -384,6 +388,7 @@ def generate(
     precision: str = typer.Option(
         "auto", "--precision", help="auto (bf16 on CPUs with bf16 units, else fp32), fp32 or bf16."
     ),
+    phase: str = typer.Option("learned", "--phase", help=GENERATION_PHASE_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
     png: bool = typer.Option(False, "--png", help="Also write OUT.png: spectrogram of the first two minutes."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -398,6 +403,8 @@ def generate(
       orchestrion musika generate --model runs/gan --seconds 60 --out song.wav --seed 7
 
       orchestrion musika generate --model runs/piano-gan --seconds 600 --out piano.flac --note-density density.csv
+
+      orchestrion musika generate --model runs/gan --seconds 60 --out song.wav --phase griffin-lim
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -417,7 +424,8 @@ def generate(
         task = bar.add_task("generate", total=seconds)
         written = generate_to_file(
             gan, seconds, out, seed, note_density=note_density, tempo=tempo, truncation=truncation, mono=mono,
-            precision=precision, png=png, progress=lambda done, total: bar.update(task, completed=done / 22050),
+            precision=precision, phase=phase, png=png,
+            progress=lambda done, total: bar.update(task, completed=done / 22050),
         )
     for path in written:
         typer.echo(f"wrote {path}")
@@ -442,6 +450,7 @@ def stream(
         "wav", "--format", help="With --out -: wav (16-bit, endless header) or raw (s16le, 22050 Hz, interleaved)."
     ),
     block_seconds: float = typer.Option(1.0, "--block-seconds", help="Audio per write (latency vs overhead)."),
+    phase: str = typer.Option("learned", "--phase", help=GENERATION_PHASE_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output file if it exists."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ) -> None:
@@ -477,7 +486,7 @@ def stream(
     gan = load_latent_gan(model, resolve_device(device))
     live = MusikaStream(
         gan, seed, note_density=note_density, tempo=tempo, truncation=truncation, mono=mono, precision=precision,
-        block_seconds=block_seconds,
+        block_seconds=block_seconds, phase=phase,
     )
     if out == "-":
         written = stream_to(live, sys.stdout.buffer, seconds=seconds, audio_format=audio_format)

@@ -15,7 +15,11 @@ Same seed, same audio, in any batching
     next is the last 768 samples of the iSTFT overlap-add. :func:`generate` (all segments in one
     batched generator pass, decoding in large batches) and :class:`MusikaStream` (one segment and a
     few windows at a time) therefore give the same samples, up to float rounding of batched matrix
-    products (tests check ≤ 1e-5).
+    products (tests check ≤ 1e-5). With Griffin-Lim phase (``phase="griffin-lim"``) the phase is solved
+    on fixed, aligned blocks of :data:`GRIFFIN_LIM_BLOCK_WINDOWS` decoder windows, each starting from a
+    random phase seeded by (seed, block) and continuing the last frames of the block before, so it too
+    is the same in any batching (32 Griffin-Lim rounds amplify the float rounding: ≤ 1e-4 of the
+    signal's energy).
 
 Time axis
     Audio sample 0 is sample 768 of the iSTFT output: the first 768 samples lie under only part of
@@ -57,7 +61,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from orchestrion.audio.spectral import HOP, N_FFT, SAMPLE_RATE, features_to_wave, frames_to_wave
+from orchestrion.audio.phase import StreamingGriffinLim
+from orchestrion.audio.spectral import HOP, N_FFT, SAMPLE_RATE, denormalise_magnitude, frames_to_wave, istft
 from orchestrion.errors import OrchestrionError
 from orchestrion.musika.coordinates import DEFAULT_TRUNCATION, LatentCoordinateGrid, append_conditions
 from orchestrion.musika.layers import AddNoise, NoiseSampler
@@ -71,6 +76,10 @@ DEFAULT_CONDITION = 0.5  # normalised value used when a conditional model is giv
 DEFAULT_BPM_RANGE = (60.0, 200.0)  # spec §8 [PROPOSED], when the model stores no constants
 MAX_SEGMENTS_PER_PASS = 64  # generator batch cap (≈ 25 min of techno): bounds memory, not the result
 MAX_DECODE_WINDOWS = 64  # decoder windows per channel per decode call: bounds memory, not the result
+PHASES = ("learned", "griffin-lim")  # where the audio's phase comes from (MusikaStream's ``phase``)
+# decoder windows per Griffin-Lim block (3 s of techno): few enough to keep the first audio quick, and
+# fixed, so the phase does not depend on how the stream is read
+GRIFFIN_LIM_BLOCK_WINDOWS = 4
 
 
 class GenerationError(OrchestrionError):
@@ -305,6 +314,8 @@ class MusikaStream:
             ``"auto"`` (default): bf16 on CPUs with bfloat16 units, else fp32 (:func:`resolve_precision`).
         block_seconds: length of the blocks the iterator yields (rounded to whole samples).
         glide_seconds: how long :meth:`set_conditions` takes to reach the new values.
+        phase: ``"learned"`` (the decoder's phase, Musika) or ``"griffin-lim"`` (32 Griffin-Lim rounds on
+            the decoded magnitude: about 3x the decoding time; see the module docstring).
     """
 
     def __init__(
@@ -319,6 +330,7 @@ class MusikaStream:
         precision: str = "auto",
         block_seconds: float = 1.0,
         glide_seconds: float = 2.0,
+        phase: str = "learned",
     ) -> None:
         self.model = model
         self.device = next(model.generator.parameters()).device
@@ -331,6 +343,8 @@ class MusikaStream:
             raise GenerationError(f"block length must be positive, got {block_seconds} s")
         if not (math.isfinite(glide_seconds) and glide_seconds >= 0):
             raise GenerationError(f"glide must be >= 0 seconds, got {glide_seconds}")
+        if phase not in PHASES:
+            raise GenerationError(f"unknown phase {phase!r}; choose from {', '.join(PHASES)}")
         autoencoder = model.autoencoder
         if autoencoder.level2 is None:
             raise GenerationError(f"{autoencoder.path}: the GAN's autoencoder has no level 2")
@@ -357,6 +371,8 @@ class MusikaStream:
 
         self.schedule = _ConditionSchedule(config.conditions, conditioning_curves(model, note_density, tempo),
                                            frame_seconds)
+        self.phase = phase
+        self._griffin_lim = StreamingGriffinLim() if phase == "griffin-lim" else None
         self._fast = self.device.type == "cpu" and torch.backends.mkldnn.is_available()
         self._frozen_decoder = None  # the fused decoder, frozen from the models at the first decode (weights fixed)
         self._segments: dict[int, Tensor] = {}  # segment index -> (C·dim, latlen) float32 latents, CPU
@@ -421,8 +437,10 @@ class MusikaStream:
 
     # -- decoding -----------------------------------------------------------------------------
 
-    def _decode(self, first_window: int, windows: int) -> Tensor:
-        """Decoder windows [first, first + windows) of the selected channels -> (channels, windows·16384 + 768)."""
+    def _spectrogram(self, first_window: int, windows: int) -> tuple[Tensor, Tensor | None]:
+        """Decoder windows [first, first + windows) of the selected channels -> frame-major (channels,
+        windows·64, 513) normalised log-power and phase / π (None unless the phase is learned), CPU."""
+        learned = self._griffin_lim is None
         latents = self._latents(first_window * self.window_frames, windows * self.window_frames)
         latents = latents.reshape(-1, self.latent_dim, latents.shape[-1])[self.channels]  # (channels, dim, frames)
         keys = [(self.seed, "decoder", c, first_window + w) for c in self.channels for w in range(windows)]
@@ -431,23 +449,41 @@ class MusikaStream:
             if self._frozen_decoder is None:
                 from orchestrion.musika.fast import freeze
 
-                self._frozen_decoder = freeze(self.level1, self.level2, self.precision)
+                self._frozen_decoder = freeze(self.level1, self.level2, self.precision, magnitude_only=not learned)
             decoder = self._frozen_decoder
-            out = decoder.decode(latents, noise=sampler)  # (channels, frames, 1026)
-            return frames_to_wave(out[..., : decoder.n_bins], out[..., decoder.n_bins :])
+            out = decoder.decode(latents, noise=sampler)  # (channels, frames, 1026), 513 without a phase
+            return out[..., : decoder.n_bins], out[..., decoder.n_bins :] if learned else None
         models = [self.level1, self.level2]
         for model in models:
             _set_sampler(model, sampler)
         try:
             with torch.inference_mode(), _autocast(self.device, self.precision):
                 level1_latents = self.level2.decode(latents.to(self.device))
+                if not learned:
+                    return self.level1.decode_magnitude(level1_latents).float().transpose(1, 2).cpu(), None
                 magnitude, phase = self.level1.decode(level1_latents)
-            return features_to_wave(magnitude.float(), phase.float()).cpu()
+            return magnitude.float().transpose(1, 2).cpu(), phase.float().transpose(1, 2).cpu()
         finally:
             for model in models:
                 _set_sampler(model, None)
 
+    def _decode(self, first_window: int, windows: int) -> Tensor:
+        """Decoder windows [first, first + windows) of the selected channels -> (channels, windows·16384 + 768)."""
+        features, phase = self._spectrogram(first_window, windows)
+        if self._griffin_lim is None:
+            return frames_to_wave(features, phase)
+        magnitude = denormalise_magnitude(features.float()).transpose(1, 2)  # (channels, 513, frames)
+        block = GRIFFIN_LIM_BLOCK_WINDOWS * features.shape[1] // windows  # level-1 frames per Griffin-Lim block
+        phases = []
+        for offset in range(0, magnitude.shape[-1], block):
+            index = first_window // GRIFFIN_LIM_BLOCK_WINDOWS + offset // block
+            self._griffin_lim.generator = torch.Generator().manual_seed(position_seed(self.seed, "griffin-lim", index))
+            phases.append(self._griffin_lim(magnitude[..., offset : offset + block]))
+        return istft(magnitude, torch.cat(phases, dim=-1))
+
     def _decode_more(self, windows: int) -> None:
+        if self._griffin_lim is not None:  # whole Griffin-Lim blocks only (the stream starts on a block border)
+            windows = math.ceil(windows / GRIFFIN_LIM_BLOCK_WINDOWS) * GRIFFIN_LIM_BLOCK_WINDOWS
         wave = self._decode(self._next_window, windows)
         self._next_window += windows
         if self._carry is not None:
@@ -537,6 +573,7 @@ def generate(
     truncation: float = DEFAULT_TRUNCATION,
     mono: bool = False,
     precision: str = "auto",
+    phase: str = "learned",
 ) -> np.ndarray:
     """Generate ``seconds`` of music: (channels, round(seconds·22050)) float32 in [-1, 1] at 22.05 kHz.
 
@@ -546,7 +583,8 @@ def generate(
     """
     samples = _num_samples(seconds)
     stream = MusikaStream(
-        model, seed, note_density=note_density, tempo=tempo, truncation=truncation, mono=mono, precision=precision
+        model, seed, note_density=note_density, tempo=tempo, truncation=truncation, mono=mono, precision=precision,
+        phase=phase,
     )
     stream.prefetch(samples / SAMPLE_RATE)
     return stream.read(samples)
@@ -590,6 +628,7 @@ def generate_to_file(
     truncation: float = DEFAULT_TRUNCATION,
     mono: bool = False,
     precision: str = "auto",
+    phase: str = "learned",
     png: bool = False,
     progress=None,
 ) -> list[Path]:
@@ -603,7 +642,8 @@ def generate_to_file(
     out = Path(out)
     total = _num_samples(seconds)
     stream = MusikaStream(
-        model, seed, note_density=note_density, tempo=tempo, truncation=truncation, mono=mono, precision=precision
+        model, seed, note_density=note_density, tempo=tempo, truncation=truncation, mono=mono, precision=precision,
+        phase=phase,
     )
     preview: list[np.ndarray] = []
     preview_samples = round(PNG_SECONDS * SAMPLE_RATE) if png else 0

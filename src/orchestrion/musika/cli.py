@@ -35,7 +35,8 @@ def _announcer(phase: str):
 
 GENERATION_PHASE_HELP = (
     "learned (the decoder's phase, Musika) or griffin-lim (32 Griffin-Lim rounds on the decoded magnitude: "
-    "about 3x the decoding time; CPU-trained small models sound cleaner with it, see docs/evaluation.md)."
+    "3x the fp32 decoding time, 7x the bf16 one; it rebuilds CPU-trained small autoencoders' audio more closely, "
+    "but the bundled model's generated music scored a worse FAD with it: docs/guide-musika.md)."
 )
 PHASE_HELP = (
     "Where the audio's phase comes from: learned (the decoder's, a phase-2 model), griffin-lim (32 Griffin-Lim "

@@ -284,6 +284,29 @@ def test_level2_decoder_a8(preset: str) -> None:
     assert long.shape == (2, config.input_dim, 5 * 64)
 
 
+def test_level2_linear_shortcut_adds_a_linear_path_and_keeps_chunks_independent() -> None:
+    torch.manual_seed(0)
+    config = Level2Config.preset("debug", linear_shortcut=True)
+    model = Level2Autoencoder(config).eval()
+    configure_noise(model, enabled=False)
+    latents = torch.rand(2, config.input_dim, 128) * 2 - 1
+    codes2 = torch.rand(2, config.latent_dim, config.decoder_input_frames) * 2 - 1
+    with torch.inference_mode():
+        codes, decoded = model.encode(latents), model.decoder(codes2)
+        assert codes.shape == (2, config.latent_dim, 16) and decoded.shape == (2, config.input_dim, 64)
+        for frame in (config.ratio, config.ratio - 1, 77):  # still one chunk of `ratio` frames per code
+            perturbed = latents.clone()
+            perturbed[:, :, frame] -= 0.3
+            changed = (model.encode(perturbed) != codes).any(dim=(0, 1))
+            assert changed.nonzero().flatten().tolist() == [frame // config.ratio]
+        for shortcut in (model.encoder.shortcut, model.decoder.shortcut):  # the shortcut is in the sum
+            shortcut.weight.zero_()
+            shortcut.bias.zero_()
+        assert not torch.allclose(model.encode(latents), codes)
+        assert not torch.allclose(model.decoder(codes2), decoded)
+    assert Level2Config.preset("small").linear_shortcut and not Level2Config.preset("techno").linear_shortcut
+
+
 def test_level2_techno_table_shapes() -> None:
     """Enc2 time lengths 8 -> 8, 6, 4, 4, 2, 1 and Dec2 8 -> 8, 16, 32, 32, 64 (spec §4.1-4.2)."""
     config = Level2Config.preset("techno")

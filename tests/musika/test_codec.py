@@ -231,7 +231,7 @@ def _snr_db(reference: torch.Tensor, test: torch.Tensor) -> float:
     return float(10 * torch.log10(reference.pow(2).sum() / (reference - test).pow(2).sum()))
 
 
-@pytest.mark.parametrize("preset", ["debug", "techno", "piano"])
+@pytest.mark.parametrize("preset", ["debug", "techno", "piano", "small"])  # small: Dec2's linear shortcut
 def test_fast_fp32_decoding_equals_unoptimised(preset: str) -> None:
     torch.manual_seed(0)
     level1 = _randomise_statistics(Level1Autoencoder(Level1Config.preset("debug" if preset == "debug" else "default")))

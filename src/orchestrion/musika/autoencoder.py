@@ -217,12 +217,16 @@ class Level2Encoder(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.out = nn.Conv1d(channels, config.latent_dim, 1)  # (B·n, 64, 1)
         he_uniform_(self)
+        # (B·n, 128, ratio) -> (B·n, 64, 1); PyTorch's default init, as Level 1's shortcut
+        self.shortcut = nn.Conv1d(config.input_dim, config.latent_dim, config.ratio) if config.linear_shortcut else None
 
     def forward(self, latents: Tensor) -> Tensor:
         batch = latents.shape[0]
         chunks = split_windows(latents, self.config.ratio)  # (B·n, 128, ratio)
-        codes = torch.tanh(self.out(self.blocks(chunks)))  # (B·n, 64, 1)
-        return merge_windows(codes, batch)  # (B, 64, n)
+        codes = self.out(self.blocks(chunks))  # (B·n, 64, 1)
+        if self.shortcut is not None:
+            codes = codes + self.shortcut(chunks)
+        return merge_windows(torch.tanh(codes), batch)  # (B, 64, n)
 
 
 class Level2Decoder(nn.Module):
@@ -248,9 +252,15 @@ class Level2Decoder(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.out = nn.Conv1d(channels, config.input_dim, 1)  # (B, 128, 64)
         he_uniform_(self)
+        self.shortcut = None
+        if config.linear_shortcut:  # (B, 64, 8) -> (B, 128, 64): each vector to its `ratio` frames
+            self.shortcut = nn.ConvTranspose1d(config.latent_dim, config.input_dim, config.ratio, stride=config.ratio)
 
     def forward(self, latents: Tensor) -> Tensor:
-        return torch.tanh(self.out(self.blocks(latents)))
+        x = self.out(self.blocks(latents))
+        if self.shortcut is not None:
+            x = x + self.shortcut(latents)
+        return torch.tanh(x)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -217,12 +217,14 @@ class FastDecoder(nn.Module):
             self.phase_unet = _FastUNet(dec1.phase_net, self.dtype, out_dtype)
         # whether decode() returns phase channels after the magnitude (a shared output conv always makes them)
         self.with_phase = level1.config.with_phase and (dec1.phase_net is None or self.phase_unet is not None)
-        self.level2 = None
+        self.level2, self.level2_shortcut = None, None
         if level2 is not None:
             dec2 = _folded_blocks(level2.decoder)
             blocks = [_from_block(block, self.dtype) for block in dec2.blocks]
-            blocks.append(_FastConv(dec2.out, (0, 0), None, "tanh", self.dtype))
+            blocks.append(_FastConv(dec2.out, (0, 0), None, "tanh" if dec2.shortcut is None else "none", self.dtype))
             self.level2 = nn.ModuleList(blocks)
+            if dec2.shortcut is not None:  # Level2Config.linear_shortcut: tanh after the sum, not in the output conv
+                self.level2_shortcut = _FastConv(dec2.shortcut, (0, 0), None, "none", self.dtype)
 
     def to_windows(self, latents: Tensor) -> Tensor:
         """(C, dim, n·w) latents -> (C·n, dim, 1, w) channels-last windows (w: the first decoder's window)."""
@@ -239,9 +241,12 @@ class FastDecoder(nn.Module):
         """Dec2 on (N, dim, 1, 8) windows -> (N, 128, 1, 64): exactly one Dec1 window per Dec2 window."""
         if self.level2 is None:
             raise ValueError("this FastDecoder was built without a level-2 model")
+        latents = x
         for layer in self.level2:
             x = layer(x, noise, generator)
-        return x
+        if self.level2_shortcut is None:
+            return x
+        return x.add_(self.level2_shortcut(latents, False, None)).tanh_()
 
     def run_level1(
         self, x: Tensor, noise: bool | NoiseSampler = False, generator: torch.Generator | None = None

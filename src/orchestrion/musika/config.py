@@ -75,8 +75,9 @@ SMALL_LEVEL1 = {
 # 1500 steps at 3e-4 its magnitude error through Dec1 (feature L1) was 0.098 (log-mel 0.400 with the
 # learned phase, 0.337 with Griffin-Lim), where a linear 64-number code of each chunk of 8 level-1
 # frames (PCA of training latents) keeps 0.074 and level 1 alone has 0.052. With the linear shortcut the
-# same 1500 steps reach 0.078 (log-mel 0.246 / 0.186); a cosine schedule from 1e-3 on top gave 0.077
-# (0.248 / 0.183) and was not adopted.
+# same 1500 steps reach 0.078 (log-mel 0.246 / 0.186), and 0.074 (0.226 / 0.163) at 4 k steps, where it
+# plateaus (0.236 / 0.170 at 4.5 k). A cosine schedule from 1e-3 gave 0.077 (0.248 / 0.183) over 1500
+# steps and 0.075 (0.227 / 0.165) over 4500: no better, so not adopted.
 SMALL_LEVEL2 = {
     "encoder_channels": (64, 128, 160, 160, 192, 192),
     "decoder_channels": (192, 192, 160, 128, 96),

@@ -26,6 +26,8 @@ from torch import Tensor
 from orchestrion.audio.spectral import HOP, N_FFT, overlap_add, stft, synthesis_window
 
 GRIFFIN_LIM_ITERATIONS = 32
+# where decoded audio takes its phase from: the decoder's own, or Griffin-Lim on the decoded magnitude
+PHASE_SOURCES = ("learned", "griffin-lim")
 GRIFFIN_LIM_MOMENTUM = 0.99  # Perraudin et al.'s "fast Griffin-Lim"; the default of librosa and torchaudio
 # frames of the previous block held fixed while a block is solved: a frame overlaps 3 neighbours on each
 # side (n_fft / hop = 4), and 8 scored the same as 16 on the held-out track of the module docstring
@@ -128,11 +130,12 @@ class StreamingGriffinLim:
                 f"{tuple(self._context[0].shape[:2])}"
             )
         known_magnitude, known_phase = self._context or (magnitude[..., :0], None)
-        phase = griffin_lim(
-            torch.cat([known_magnitude, magnitude], dim=-1), self.iterations, self.momentum, self.generator,
-            known_phase=known_phase,
-        )[..., known_magnitude.shape[-1] :]
-        joined_magnitude = torch.cat([known_magnitude, magnitude], dim=-1)[..., -self.context_frames :]
-        joined_phase = phase if known_phase is None else torch.cat([known_phase, phase], dim=-1)
-        self._context = (joined_magnitude.clone(), joined_phase[..., -self.context_frames :].clone())
-        return phase
+        joined_magnitude = torch.cat([known_magnitude, magnitude], dim=-1)
+        joined_phase = griffin_lim(
+            joined_magnitude, self.iterations, self.momentum, self.generator, known_phase=known_phase
+        )  # its first frames are known_phase, as given
+        self._context = (
+            joined_magnitude[..., -self.context_frames :].clone(),
+            joined_phase[..., -self.context_frames :].clone(),
+        )
+        return joined_phase[..., known_magnitude.shape[-1] :]

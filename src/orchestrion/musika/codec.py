@@ -69,7 +69,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from orchestrion import __version__
-from orchestrion.audio.phase import GRIFFIN_LIM_ITERATIONS, StreamingGriffinLim
+from orchestrion.audio.phase import GRIFFIN_LIM_ITERATIONS, PHASE_SOURCES, StreamingGriffinLim
 from orchestrion.audio.spectral import (
     HOP,
     N_FFT,
@@ -89,7 +89,6 @@ FORMAT = "orchestrion-musika-latents"
 FORMAT_VERSION = 1
 INDEX_NAME = "index.json"
 PAD = N_FFT - HOP  # 768 samples of leading padding; also the overlap between consecutive iSTFT blocks
-PHASE_SOURCES = ("learned", "griffin-lim")  # where decoded audio takes its phase from (iter_decode's ``phase``)
 
 # ---------------------------------------------------------------------------------------------
 # Frame arithmetic

@@ -61,7 +61,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from orchestrion.audio.phase import StreamingGriffinLim
+from orchestrion.audio.phase import PHASE_SOURCES, StreamingGriffinLim
 from orchestrion.audio.spectral import HOP, N_FFT, SAMPLE_RATE, denormalise_magnitude, frames_to_wave, istft
 from orchestrion.errors import OrchestrionError
 from orchestrion.musika.coordinates import DEFAULT_TRUNCATION, LatentCoordinateGrid, append_conditions
@@ -76,7 +76,6 @@ DEFAULT_CONDITION = 0.5  # normalised value used when a conditional model is giv
 DEFAULT_BPM_RANGE = (60.0, 200.0)  # spec §8 [PROPOSED], when the model stores no constants
 MAX_SEGMENTS_PER_PASS = 64  # generator batch cap (≈ 25 min of techno): bounds memory, not the result
 MAX_DECODE_WINDOWS = 64  # decoder windows per channel per decode call: bounds memory, not the result
-PHASES = ("learned", "griffin-lim")  # where the audio's phase comes from (MusikaStream's ``phase``)
 # decoder windows per Griffin-Lim block (3 s of techno): few enough to keep the first audio quick, and
 # fixed, so the phase does not depend on how the stream is read
 GRIFFIN_LIM_BLOCK_WINDOWS = 4
@@ -343,8 +342,8 @@ class MusikaStream:
             raise GenerationError(f"block length must be positive, got {block_seconds} s")
         if not (math.isfinite(glide_seconds) and glide_seconds >= 0):
             raise GenerationError(f"glide must be >= 0 seconds, got {glide_seconds}")
-        if phase not in PHASES:
-            raise GenerationError(f"unknown phase {phase!r}; choose from {', '.join(PHASES)}")
+        if phase not in PHASE_SOURCES:
+            raise GenerationError(f"unknown phase {phase!r}; choose from {', '.join(PHASE_SOURCES)}")
         autoencoder = model.autoencoder
         if autoencoder.level2 is None:
             raise GenerationError(f"{autoencoder.path}: the GAN's autoencoder has no level 2")

@@ -28,13 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from orchestrion.audio.phase import GRIFFIN_LIM_ITERATIONS, PHASE_SOURCES
 from orchestrion.device import resolve_device
 from orchestrion.errors import AudioError, CheckpointError, DataError, OrchestrionError
 from orchestrion.fileio import SkipReport, check_output_path
 from orchestrion.musika.models import TrainedAutoencoder, load_autoencoder
 
 DECODE_SEED = 0
-PHASE_CHOICES = ("auto", "learned", "griffin-lim")
+PHASE_CHOICES = ("auto", *PHASE_SOURCES)  # auto: the learned phase where the model has one
 SKIP_REPORT = "report.jsonl"  # files a folder job could not use, one JSON object each
 
 
@@ -240,7 +241,10 @@ def describe_model(model: TrainedAutoencoder, phase: str | None = None) -> str:
     line = f"model {model.path} (level {model.level}, phase {model.config.phase}{step})"
     if phase is None:
         return line
-    source = {"learned": "the decoder's learned phase", "griffin-lim": "Griffin-Lim phase (32 iterations)"}
+    source = {
+        "learned": "the decoder's learned phase",
+        "griffin-lim": f"Griffin-Lim phase ({GRIFFIN_LIM_ITERATIONS} iterations)",
+    }
     return f"{line}; audio with {source[resolve_phase(model, phase)]}"
 
 

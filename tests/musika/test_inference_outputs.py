@@ -96,6 +96,51 @@ def test_encode_skips_bad_files_reports_them_and_indexes_the_rest(model, tmp_pat
     assert not list((tmp_path / "none").glob("*.safetensors")) and not (tmp_path / "none" / "index.json").exists()
 
 
+def test_decode_skips_unusable_latent_files_reports_them_and_decodes_the_rest(model, tmp_path: Path, capsys) -> None:
+    music = tmp_path / "music"
+    _music(music, ["good.wav", "sub/also_good.wav"])
+    latents = tmp_path / "latents"
+    run_ok("musika", "encode", music, "--model", model, "--out", latents)
+    good = (latents / "good.wav.safetensors").read_bytes()
+    (latents / "cut.wav.safetensors").write_bytes(good[: len(good) // 2])  # a copy interrupted mid-transfer
+    (latents / "junk.safetensors").write_bytes(b"not a safetensors file")
+    # latents of another model (other encoder weights): decoding them with this one would be garbage
+    other = tmp_path / "other"
+    config = AutoencoderTrainingConfig.preset_config("debug", level=1, phase=2)
+    torch.manual_seed(1)
+    save_checkpoint(other / "checkpoints" / "step_00000001", config=config, modules=build_modules(config),
+                    state={"step": 1})  # fmt: skip
+    run_ok("musika", "encode", music / "good.wav", "--model", other, "--out", tmp_path / "foreign")
+    (tmp_path / "foreign" / "good.wav.safetensors").rename(latents / "foreign.wav.safetensors")
+
+    decoded = tmp_path / "decoded"
+    result = runner.invoke(app, ["musika", "decode", str(latents), "--model", str(model), "--out", str(decoded)])
+    assert result.exit_code == 0, result.output
+    assert "2 audio file(s) written" in result.output and "3 file(s) skipped" in result.output
+    wavs = sorted(p.relative_to(decoded).as_posix() for p in decoded.rglob("*.wav"))
+    assert wavs == ["good.wav", "sub/also_good.wav"]
+    assert sf.info(decoded / "good.wav").frames == 22050
+    lines = (decoded / "report.jsonl").read_text().splitlines()
+    report = {Path(r["file"]).name: r["reason"] for r in map(json.loads, lines)}
+    assert sorted(report) == ["cut.wav.safetensors", "foreign.wav.safetensors", "junk.safetensors"]
+    assert report["junk.safetensors"].startswith("not a readable safetensors latent file")
+    assert report["cut.wav.safetensors"].startswith("not a readable safetensors latent file")
+    assert report["foreign.wav.safetensors"].startswith("latents were made by another model")
+    assert not [p for p in decoded.rglob("*") if p.name.startswith(".")], "no temporary file is left"
+
+    for name in ("cut.wav.safetensors", "junk.safetensors", "foreign.wav.safetensors"):
+        (latents / name).unlink()
+    run_ok("musika", "decode", latents, "--model", model, "--out", decoded, "--overwrite")
+    assert not (decoded / "report.jsonl").exists(), "a report of the earlier run would no longer be true"
+
+    only_bad = tmp_path / "only_bad"
+    only_bad.mkdir()
+    (only_bad / "junk.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")
+    message = run_fails(capsys, "musika", "decode", only_bad, "--model", model, "--out", tmp_path / "none" / "wav")
+    assert "no usable latent files" in message and "junk.safetensors" in message
+    assert not (tmp_path / "none").exists(), "a job that wrote nothing leaves no folder behind"
+
+
 def test_outputs_are_never_inputs_and_replaced_only_with_overwrite(model, tmp_path: Path, capsys) -> None:
     [song] = _music(tmp_path / "music", ["song.wav"])
     original = song.read_bytes()

@@ -33,6 +33,12 @@ def _announcer(phase: str):
     return announce
 
 
+def _say_skipped(skipped, report: Path) -> None:
+    """Warn on stderr how many input files a folder job skipped and where the reasons are."""
+    if skipped.skipped:
+        typer.secho(f"{len(skipped.skipped)} file(s) skipped, reasons in {report}", fg="yellow", err=True)
+
+
 GENERATION_PHASE_HELP = (
     "learned (the decoder's phase, Musika) or griffin-lim (32 Griffin-Lim rounds on the decoded magnitude: "
     "3x the fp32 decoding time, 7x the bf16 one; it rebuilds CPU-trained small autoencoders' audio more closely, "
@@ -155,8 +161,7 @@ def encode(
             written += 1
             advance()
     typer.echo(f"{written} latent file(s) written to {out}")
-    if skipped.skipped:
-        typer.secho(f"{len(skipped.skipped)} file(s) skipped, reasons in {out / SKIP_REPORT}", fg="yellow", err=True)
+    _say_skipped(skipped, out / SKIP_REPORT)
 
 
 @app.command("decode")
@@ -179,6 +184,8 @@ def decode(
 
     Audio is streamed to disk block by block, so latents of any length decode in bounded memory.
     a/b.wav.safetensors becomes OUT/a/b.wav. Existing WAVs are refused unless --overwrite is given.
+    Latent files that cannot be used (corrupt, another level, made by another model) are skipped and
+    listed in OUT/report.jsonl.
 
     Examples:
 
@@ -188,19 +195,24 @@ def decode(
 
       orchestrion musika decode latents/ --model runs/l1p1 --out decoded/ --phase griffin-lim
     """
+    from orchestrion.fileio import SkipReport
     from orchestrion.musika.codec import latent_files
-    from orchestrion.musika.inference import decode_files
+    from orchestrion.musika.inference import SKIP_REPORT, decode_files
     from orchestrion.pretrained import model_or_default
 
     model = model_or_default(model, "musika")
     total = len(latent_files(latent_dir)) if latent_dir.is_dir() else 1
+    skipped = SkipReport()
+    written = 0
     with _bar("decode", total) as advance:
         for _ in decode_files(
             latent_dir, model, out, device=device, precision=precision, phase=phase, overwrite=overwrite,
-            on_model=_announcer(phase),
+            on_model=_announcer(phase), skipped=skipped,
         ):
+            written += 1
             advance()
-    typer.echo(f"audio written to {out}")
+    typer.echo(f"{written} audio file(s) written to {out}")
+    _say_skipped(skipped, out / SKIP_REPORT)
 
 
 @app.command("reconstruct")

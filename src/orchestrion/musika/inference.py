@@ -204,8 +204,7 @@ def encode_files(
     digest = latent_digest(model)
     skipped = SkipReport() if skipped is None else skipped
     written = 0
-    # the outermost folder this call creates: removed again if nothing can be encoded
-    created = next((folder for folder in reversed([out_dir, *out_dir.parents]) if not folder.exists()), None)
+    created = _outermost_missing(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for path, relative, target in zip(files, relatives, targets, strict=True):
         try:
@@ -221,14 +220,26 @@ def encode_files(
         save_latents(target, latent_file)
         written += 1
         yield target
+    _finish_folder_job(out_dir, created, skipped, written, f"audio in {source}")
+    write_latent_index(out_dir)
+
+
+def _outermost_missing(folder: Path) -> Path | None:
+    """The outermost of ``folder`` and its parents that does not exist yet (what a job will create)."""
+    return next((path for path in reversed([folder, *folder.parents]) if not path.exists()), None)
+
+
+def _finish_folder_job(out_dir: Path, created: Path | None, skipped: SkipReport, written: int, what: str) -> None:
+    """End a folder job that skips bad inputs: write ``out_dir/report.jsonl`` when some were skipped (else
+    remove an earlier run's, no longer true), and when nothing was written remove the folder the job
+    created and raise :class:`DataError` listing why."""
     if written == 0 and created is not None:
-        shutil.rmtree(created)  # nothing could be encoded: leave no empty output folder (the error lists why)
+        shutil.rmtree(created, ignore_errors=True)  # leave no empty output folder (the error lists why)
     elif skipped.skipped:
         skipped.write(out_dir / SKIP_REPORT)
     else:
-        (out_dir / SKIP_REPORT).unlink(missing_ok=True)  # an earlier run's report would no longer be true
-    skipped.require_some(written, f"audio in {source}")
-    write_latent_index(out_dir)
+        (out_dir / SKIP_REPORT).unlink(missing_ok=True)
+    skipped.require_some(written, what)
 
 
 def describe_model(model: TrainedAutoencoder, phase: str | None = None) -> str:
@@ -258,15 +269,20 @@ def decode_files(
     phase: str = "auto",
     overwrite: bool = False,
     on_model: Callable[[TrainedAutoencoder], None] | None = None,
+    skipped: SkipReport | None = None,
 ) -> Iterator[Path]:
     """Decode every latent file under ``latent_dir`` (or one file) to a WAV in ``out_dir``; yields the paths.
 
     Each WAV keeps the latent file's folder and name (see :func:`decoded_name`). Existing WAVs are
     refused without ``overwrite``, before any work. Audio is streamed block by block to the file
-    (bounded memory for any length). On the CPU the fast decoder is used (``precision="bf16"``
-    trades ~40 dB SNR for ~2x speed, opt-in). Latents made by another model (other encoder weights)
-    or another level are refused with :class:`DataError`. ``phase``: see the module docstring.
-    ``on_model`` is called with the loaded model.
+    (bounded memory for any length), atomically: a failure never leaves a partial WAV. On the CPU the
+    fast decoder is used (``precision="bf16"`` trades ~40 dB SNR for ~2x speed, opt-in). ``phase``:
+    see the module docstring. ``on_model`` is called with the loaded model.
+
+    A latent file that cannot be used (unreadable or corrupt, another level, made by another model's
+    encoder) is skipped, recorded in ``skipped`` and in ``out_dir/report.jsonl`` (written whenever a file
+    was skipped, removed otherwise); only when no file could be decoded is it a :class:`DataError`
+    that lists why.
     """
     from orchestrion.musika.codec import iter_decode, latent_files, load_latents
 
@@ -286,20 +302,30 @@ def decode_files(
     if on_model is not None:
         on_model(model)
     digest = latent_digest(model)
+    fast_options = _fast_options(model, precision)
+    skipped = SkipReport() if skipped is None else skipped
+    written = 0
+    created = _outermost_missing(out_dir)
     for path, target in zip(files, targets, strict=True):
-        latent_file = load_latents(path)
-        if latent_file.level != model.level:
-            raise DataError(f"{path}: level-{latent_file.level} latents, but the model is level {model.level}")
-        if latent_file.checkpoint and latent_file.checkpoint != digest:
-            raise DataError(
-                f"{path}: latents were made by another model (encoder digest {latent_file.checkpoint}, "
-                f"model {model_path} has {digest})"
+        try:
+            latent_file = load_latents(path)
+            if latent_file.level != model.level:
+                raise DataError(f"{path}: level-{latent_file.level} latents, but the model is level {model.level}")
+            if latent_file.checkpoint and latent_file.checkpoint != digest:
+                raise DataError(
+                    f"{path}: latents were made by another model (encoder digest {latent_file.checkpoint}, "
+                    f"model {model_path} has {digest})"
+                )
+            pieces = iter_decode(
+                latent_file.latents, model.level1, model.level2, seed=DECODE_SEED, phase=phase, **fast_options
             )
-        pieces = iter_decode(
-            latent_file.latents, model.level1, model.level2, seed=DECODE_SEED, phase=phase,
-            **_fast_options(model, precision),
-        )
-        yield _write_wave_stream(target, pieces, latent_file.offset, latent_file.num_samples)
+            _write_wave_stream(target, pieces, latent_file.offset, latent_file.num_samples)
+        except DataError as error:
+            skipped.skip(path, str(error))
+            continue
+        written += 1
+        yield target
+    _finish_folder_job(out_dir, created, skipped, written, f"latent files in {latent_dir}")
 
 
 LOWEST_SHOWN_HZ = 40.0  # bottom of the log-frequency axis (bins below are one or two 21.5 Hz steps wide)

@@ -77,7 +77,11 @@ SMALL_LEVEL1 = {
 # frames (PCA of training latents) keeps 0.074 and level 1 alone has 0.052. With the linear shortcut the
 # same 1500 steps reach 0.078 (log-mel 0.246 / 0.186), and 0.074 (0.226 / 0.163) at 4 k steps, where it
 # plateaus (0.236 / 0.170 at 4.5 k). A cosine schedule from 1e-3 gave 0.077 (0.248 / 0.183) over 1500
-# steps and 0.075 (0.227 / 0.165) over 4500: no better, so not adopted.
+# steps and 0.075 (0.227 / 0.165) over 4500: no better, so not adopted. On a second level-1 run (log-mel
+# 0.155 alone with its learned phase), 1500 level-2 steps scored 0.079 (0.234 / 0.190); without the latent
+# term (lambda_latent 0) 0.081 (0.241 / 0.200), so it stays; with wider stacks (Enc2 128-256 channels,
+# Dec2 256-128: 1.8x the parameters, 1.3x the time per step) 0.078 (0.226 / 0.183), about what the same
+# CPU time buys as more steps of these widths (-0.021 log-mel from 1.5 k to 3 k steps), so not adopted.
 SMALL_LEVEL2 = {
     "encoder_channels": (64, 128, 160, 160, 192, 192),
     "decoder_channels": (192, 192, 160, 128, 96),

@@ -46,7 +46,7 @@ def test_small_sits_between_debug_and_the_paper_and_round_trips_as_json(level: i
     assert config.level1.linear_shortcut and config.level1.phase_decoder == "separate"
     phase1 = AutoencoderTrainingConfig.preset_config("small", level=1, phase=1)
     assert (phase1.learning_rate, phase1.lr_schedule) == (1e-3, "cosine") and config.lr_schedule == "constant"
-    assert config.lambda_phase == (1.0 if level == 1 else 0.0)
+    assert config.lambda_phase == (5.0 if level == 1 else 0.0)
     assert Level2Config.preset("small").decoder_channels == (192, 192, 160, 128, 96)
     assert config.level2.linear_shortcut  # level 2 learns from a linear code too (see SMALL_LEVEL2)
 

@@ -86,7 +86,7 @@ def train_ae(
     lambda_phase: float | None = typer.Option(
         None, "--lambda-phase", min=0.0,
         help="Phase 2: weight of the phase-derivative term (instantaneous frequency + group delay; default: "
-        "the preset's, 1 for small level 1, else 0).",
+        "the preset's, 5 for small level 1, else 0).",
     ),
     phase_decoder: str | None = typer.Option(
         None, "--phase-decoder",

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from orchestrion.audio.spectral import SAMPLE_RATE, samples_for_frames, spectral_frames
+from orchestrion.audio.spectral import SAMPLE_RATE, samples_for_frames, spectral_frames, stft
 from orchestrion.config import config_from_dict, config_to_dict
 from orchestrion.errors import ConfigError
 from orchestrion.musika.autoencoder import (
@@ -16,6 +16,8 @@ from orchestrion.musika.autoencoder import (
     Level2Autoencoder,
     Level2Decoder,
     Level2Encoder,
+    bin_centre_rotation,
+    phase_from_output,
 )
 from orchestrion.musika.config import Level1Config, Level2Config
 from orchestrion.musika.layers import AddNoise, ConvBlock, configure_noise, split_windows
@@ -215,6 +217,78 @@ def test_separate_phase_decoder_keeps_the_magnitude_frozen_through_training_mode
         Level1Decoder(Level1Config.preset("debug")).freeze_magnitude()
     with pytest.raises(ConfigError, match="phase_decoder"):
         Level1Config.preset("debug", phase_decoder="split")
+
+
+def test_atan2_phase_output_is_the_angle_of_real_imaginary_pairs_and_learns_across_the_wrap() -> None:
+    """phase_output="atan2": the phase U-Net makes 1026 channels, a (real, imaginary) pair per bin, and
+    the phase is their angle / π. A target phase at ±π (where the clipped "angle" form has no gradient
+    past the clip) is reached by gradient steps; configs without the field (older runs) load as "angle"."""
+    torch.manual_seed(0)
+    decoder = Level1Decoder(Level1Config.preset("debug", with_phase=False)).eval()
+    configure_noise(decoder, enabled=False)
+    decoder.enable_phase("separate", "atan2")
+    assert decoder.config.phase_output == "atan2" and decoder.phase_net.out.out_channels == 1026
+    assert decoder.out.out_channels == 513
+    latents = torch.rand(4, 16, 64) * 2 - 1
+    with torch.inference_mode():
+        _, phase = decoder(latents)
+        raw = decoder.phase_net._unet(latents)
+    assert phase.shape == (4, 513, 64) and phase.abs().max() <= 1.0
+    assert torch.allclose(phase, torch.atan2(raw[:, 513:], raw[:, :513]) / torch.pi)
+    assert torch.equal(phase_from_output(raw, decoder.config), phase)
+
+    decoder.freeze_magnitude()
+    decoder.train()
+    optimizer = torch.optim.Adam([p for p in decoder.parameters() if p.requires_grad], lr=3e-3)
+    target = torch.ones(4, 513, 64)  # phase π for every bin: the wrap point
+
+    def wrap_error() -> float:
+        with torch.no_grad():
+            return float((1 - torch.cos(torch.pi * (decoder(latents)[1] - target))).mean())
+
+    before = wrap_error()
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = (1 - torch.cos(torch.pi * (decoder(latents)[1] - target))).mean()
+        loss.backward()
+        assert all(torch.isfinite(p.grad).all() for p in decoder.phase_net.parameters() if p.grad is not None)
+        optimizer.step()
+    assert wrap_error() < 0.5 * before
+    saved = config_to_dict(decoder.config)
+    assert config_from_dict(Level1Config, saved) == decoder.config
+    del saved["phase_output"]
+    assert config_from_dict(Level1Config, saved).phase_output == "angle"
+    with pytest.raises(ConfigError, match="needs phase_decoder='separate'"):
+        Level1Config.preset("debug", phase_output="atan2")
+    with pytest.raises(ConfigError, match="phase_output must be one of"):
+        Level1Config.preset("debug", phase_decoder="separate", phase_output="complex")
+
+
+def test_bin_centre_rotation_is_how_a_centred_partial_turns_and_demodulated_adds_it() -> None:
+    """A cosine at bin 37's centre frequency: its STFT phase in bin 37 turns by exactly the rotation from
+    frame to frame; the rotation repeats every 4 frames (so 64-frame windows decode alike anywhere), and
+    phase_output="demodulated" is the atan2 phase plus it, wrapped to [-1, 1)."""
+    rotation = bin_centre_rotation(513, 200)
+    assert rotation.shape == (513, 200) and rotation.min() >= 0 and rotation.max() < 2
+    assert torch.equal(rotation[:, 64:128], rotation[:, :64]) and torch.equal(rotation[:, 4:8], rotation[:, :4])
+    k0, t = 37, torch.arange(spectral_frames(SAMPLE_RATE))
+    wave = torch.cos(2 * torch.pi * k0 / 1024 * torch.arange(SAMPLE_RATE) + 0.3)[None]
+    turned = torch.angle(stft(wave)[0, k0]) - torch.angle(stft(wave)[0, k0, 0])
+    error = torch.remainder(turned - torch.pi * bin_centre_rotation(513, len(t))[k0] + torch.pi, 2 * torch.pi)
+    assert (error - torch.pi).abs().max() < 1e-3
+
+    torch.manual_seed(0)
+    atan2 = Level1Decoder(Level1Config.preset("debug", phase_decoder="separate", phase_output="atan2")).eval()
+    demodulated = Level1Decoder(Level1Config.preset("debug", phase_decoder="separate", phase_output="demodulated"))
+    demodulated.load_state_dict(atan2.state_dict())
+    configure_noise(atan2, enabled=False)
+    configure_noise(demodulated.eval(), enabled=False)
+    latents = torch.rand(2, 16, 64) * 2 - 1
+    with torch.inference_mode():
+        plain, shifted = atan2(latents)[1], demodulated(latents)[1]
+    assert shifted.min() >= -1 and shifted.max() < 1
+    difference = torch.remainder(shifted - plain - bin_centre_rotation(513, 64) + 1, 2) - 1
+    assert difference.abs().max() < 1e-5
 
 
 @pytest.mark.parametrize("phase_decoder", ["shared", "separate"])

@@ -94,13 +94,21 @@ def test_the_fp32_tolerance_is_tight_enough_to_tell_float32_from_bf16(trained, w
     assert float((bf16 - plain).abs().max()) > 10 * FP32_TOLERANCE * float(plain.abs().max())
 
 
-@pytest.mark.parametrize("phase_decoder", ["shared", "separate"])
+@pytest.mark.parametrize(
+    "phase_decoder,phase_output",
+    [("shared", "angle"), ("separate", "angle"), ("separate", "atan2"), ("separate", "demodulated")],
+)
 @pytest.mark.parametrize("linear_shortcut", [False, True], ids=["unet", "unet+shortcut"])
-def test_fast_decoder_runs_every_level1_layout_like_the_plain_model(phase_decoder, linear_shortcut) -> None:
-    """A separate phase U-Net (Level1Config.phase_decoder="separate") and the linear shortcut: the fast
-    path gives the same magnitude and phase, noise drawn in the same order (magnitude U-Net first)."""
+def test_fast_decoder_runs_every_level1_layout_like_the_plain_model(
+    phase_decoder: str, phase_output: str, linear_shortcut: bool
+) -> None:
+    """A separate phase U-Net (Level1Config.phase_decoder="separate", its phase as an angle, as the
+    atan2 of (real, imaginary) pairs, or demodulated) and the linear shortcut: the fast path gives the same magnitude
+    and phase, noise drawn in the same order (magnitude U-Net first)."""
     torch.manual_seed(0)
-    config = Level1Config.preset("debug", phase_decoder=phase_decoder, linear_shortcut=linear_shortcut)
+    config = Level1Config.preset(
+        "debug", phase_decoder=phase_decoder, phase_output=phase_output, linear_shortcut=linear_shortcut
+    )
     level1 = Level1Autoencoder(config).eval()
     for layer in level1.modules():
         if isinstance(layer, AddNoise):

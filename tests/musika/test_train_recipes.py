@@ -120,6 +120,30 @@ def test_separate_phase_decoder_run_keeps_the_phase1_magnitude(runs, tmp_path: P
                           phase_decoder="separate", progress=False)
 
 
+def test_atan2_phase_run_trains_saves_reloads_and_keeps_its_phase_form_on_resume(runs, tmp_path: Path) -> None:
+    """--phase-output atan2 (with a separate phase U-Net): the run's config and checkpoints hold the
+    (real, imaginary) output conv, the model reloads and rebuilds audio, and a resume keeps the form."""
+    run = tmp_path / "l1p2_atan2"
+    kwargs = dict(level=1, phase=2, checkpoint_every=2, log_every=1, progress=False)
+    train_autoencoder(runs["data"], run, init=runs["l1p1"], steps=2, phase_decoder="separate",
+                      phase_output="atan2", **kwargs)
+    config = load_checkpoint(run).config
+    assert config.level1.phase_output == "atan2" and config.level1.phase_decoder == "separate"
+    assert _weights(run, "level1_decoder")["phase_net.out.weight"].shape[0] == 1026
+    model = load_autoencoder(run)
+    wave = torch.from_numpy(melody(1.5, channels=1))
+    rebuilt = reconstruct(wave, model)
+    assert rebuilt.shape == wave.shape and torch.isfinite(rebuilt).all() and rebuilt.abs().max() > 1e-3
+    with pytest.raises(ConfigError, match="phase output is 'atan2'; --resume keeps it"):
+        train_autoencoder(runs["data"], run, steps=4, resume=True, phase_output="angle", **kwargs)
+    with pytest.raises(ConfigError, match="needs phase_decoder='separate'"):
+        train_autoencoder(runs["data"], tmp_path / "shared", init=runs["l1p1"], steps=1, phase_output="atan2",
+                          **kwargs)
+    with pytest.raises(ConfigError, match="level 1 phase 2 only"):
+        train_autoencoder(runs["data"], tmp_path / "x", level=1, phase=1, preset="debug", steps=1,
+                          phase_output="atan2", progress=False)
+
+
 def test_level2_runs_copy_the_level1_model_and_freeze_what_they_must(runs) -> None:
     l1, l2p1, l2p2 = runs["l1p2"], runs["l2p1"], runs["l2p2"]
     for run in (l2p1, l2p2):

@@ -14,11 +14,12 @@ for arbitrary-length audio and latent files.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 from torch import Tensor, nn
 
-from orchestrion.audio.spectral import features_to_wave, wave_to_features
+from orchestrion.audio.spectral import HOP, features_to_wave, wave_to_features
 from orchestrion.musika.config import Level1Config, Level2Config
 from orchestrion.musika.layers import ConvBlock, he_uniform_, merge_windows, split_windows
 
@@ -64,7 +65,7 @@ class Level1Decoder(nn.Module):
     magnitude exists and ``forward`` returns ``(magnitude, None)``.
     """
 
-    def __init__(self, config: Level1Config) -> None:
+    def __init__(self, config: Level1Config, out_channels: int | None = None) -> None:
         super().__init__()
         self.config = config
         widths = config.decoder_channels
@@ -83,21 +84,23 @@ class Level1Decoder(nn.Module):
             block(widths[i], widths[i - 1], 4, 2, transposed=True) for i in range(len(widths) - 1, 0, -1)
         )
         self.head = block(widths[0], config.decoder_head_channels, 1)  # h: (B, 1280, 64)
-        shared_phase = config.with_phase and config.phase_decoder == "shared"
-        out_bins = config.n_bins * (2 if shared_phase else 1)
-        self.out = nn.Conv1d(config.decoder_head_channels, out_bins, 1)  # (B, 1026, 64) or (B, 513, 64)
+        if out_channels is None:
+            shared_phase = config.with_phase and config.phase_decoder == "shared"
+            out_channels = config.n_bins * (2 if shared_phase else 1)
+        self.out = nn.Conv1d(config.decoder_head_channels, out_channels, 1)  # (B, 1026, 64) or (B, 513, 64)
         he_uniform_(self)
-        self.shortcut = _linear_shortcut(config.latent_dim, out_bins) if config.linear_shortcut else None
+        self.shortcut = _linear_shortcut(config.latent_dim, out_channels) if config.linear_shortcut else None
         separate_phase = config.with_phase and config.phase_decoder == "separate"
-        self.phase_net = Level1Decoder(_magnitude_only(config)) if separate_phase else None
+        self.phase_net = _phase_unet(config) if separate_phase else None
         self.magnitude_frozen = False
 
     @property
     def with_phase(self) -> bool:
         return self.config.with_phase
 
-    def enable_phase(self, phase_decoder: str | None = None) -> None:
-        """Phase-1 -> phase-2 decoder; ``phase_decoder`` overrides the config's (``"shared"``/``"separate"``).
+    def enable_phase(self, phase_decoder: str | None = None, phase_output: str | None = None) -> None:
+        """Phase-1 -> phase-2 decoder; ``phase_decoder`` (``"shared"``/``"separate"``) and ``phase_output``
+        (``"angle"``/``"atan2"``) override the config's.
 
         Shared: 513 freshly initialised phase channels are added to the output conv; the magnitude
         half keeps its weights, so the magnitude output is unchanged (spec §3.2 [PROPOSED]).
@@ -108,10 +111,13 @@ class Level1Decoder(nn.Module):
         if self.with_phase:
             return
         phase_decoder = phase_decoder or self.config.phase_decoder
-        config = dataclasses.replace(self.config, with_phase=True, phase_decoder=phase_decoder)
+        config = dataclasses.replace(
+            self.config, with_phase=True, phase_decoder=phase_decoder,
+            phase_output=phase_output or self.config.phase_output,
+        )
         old = self.out
         if phase_decoder == "separate":
-            self.phase_net = Level1Decoder(_magnitude_only(config)).to(old.weight.device, old.weight.dtype)
+            self.phase_net = _phase_unet(config).to(old.weight.device, old.weight.dtype)
             trunk = {k: v for k, v in self.state_dict().items() if not k.startswith(("out.", "shortcut."))}
             self.phase_net.load_state_dict(trunk, strict=False)
             self.phase_net.train(self.training)
@@ -141,6 +147,7 @@ class Level1Decoder(nn.Module):
         return self
 
     def _unet(self, latents: Tensor) -> Tensor:
+        """The U-Net's output channels before any clip (B, out channels, 64)."""
         skips = [self.stem(latents)]
         for down in self.down:
             skips.append(down(skips[-1]))
@@ -150,17 +157,17 @@ class Level1Decoder(nn.Module):
         x = self.out(self.head(x))
         if self.shortcut is not None:
             x = x + self.shortcut(latents)
-        return torch.clamp(x, -1.0, 1.0)
+        return x
 
     def decode_magnitude(self, latents: Tensor) -> Tensor:
         """The magnitude alone (B, 513, 64), without running a separate phase U-Net."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.magnitude_frozen):
-            return self._unet(latents)[:, : self.config.n_bins]
+            return torch.clamp(self._unet(latents)[:, : self.config.n_bins], -1.0, 1.0)
 
     def forward(self, latents: Tensor) -> tuple[Tensor, Tensor | None]:
         if self.phase_net is not None:
-            return self.decode_magnitude(latents), self.phase_net(latents)[0]
-        out = self._unet(latents)
+            return self.decode_magnitude(latents), phase_from_output(self.phase_net._unet(latents), self.config)
+        out = torch.clamp(self._unet(latents), -1.0, 1.0)
         n_bins = self.config.n_bins
         if not self.with_phase:
             return out, None
@@ -185,7 +192,38 @@ def _doubled(conv: nn.Conv1d, init) -> nn.Conv1d:
 
 def _magnitude_only(config: Level1Config) -> Level1Config:
     """The config of a one-output U-Net (a phase-1 decoder, or the separate phase U-Net)."""
-    return dataclasses.replace(config, with_phase=False, phase_decoder="shared")
+    return dataclasses.replace(config, with_phase=False, phase_decoder="shared", phase_output="angle")
+
+
+def _phase_unet(config: Level1Config) -> Level1Decoder:
+    """The separate phase U-Net: the magnitude U-Net's widths, 513 outputs ("angle") or 1026 (pairs)."""
+    pairs = config.phase_output != "angle"
+    return Level1Decoder(_magnitude_only(config), out_channels=config.n_bins * (2 if pairs else 1))
+
+
+def bin_centre_rotation(n_bins: int, frames: int, device: torch.device | None = None) -> Tensor:
+    """(n_bins, frames) phase/π in [0, 2) that bin k of the STFT turns through by frame t at its centre
+    frequency: 2·k·t·hop / n_fft, taken mod 2 in integers (exact for any t; period 4 frames here)."""
+    n_fft = 2 * (n_bins - 1)
+    k = torch.arange(n_bins, device=device).view(-1, 1)
+    t = torch.arange(frames, device=device).view(1, -1)
+    return torch.remainder(2 * HOP * k * t, 2 * n_fft).float() / n_fft
+
+
+def phase_from_output(raw: Tensor, config: Level1Config) -> Tensor:
+    """A phase U-Net's unclipped output (B, 513 or 1026, T) -> phase/π (B, 513, T) in [-1, 1].
+
+    ``"angle"``: clipped as it is; ``"atan2"``: channels 0..512 the real, 513..1025 the imaginary part
+    of a pair whose angle is the phase; ``"demodulated"``: that angle plus :func:`bin_centre_rotation`
+    (t counted from the window's first frame), wrapped to [-1, 1).
+    """
+    if config.phase_output == "angle":
+        return torch.clamp(raw, -1.0, 1.0)
+    real, imaginary = raw.chunk(2, dim=1)
+    phase = torch.atan2(imaginary, real) / math.pi
+    if config.phase_output == "demodulated":
+        phase = torch.remainder(phase + bin_centre_rotation(phase.shape[1], phase.shape[2], phase.device) + 1, 2) - 1
+    return phase
 
 
 # ---------------------------------------------------------------------------------------------

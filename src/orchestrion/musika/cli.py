@@ -93,6 +93,12 @@ def train_ae(
         help="Level 1 phase 2: 'shared' (one U-Net makes magnitude and phase, the reference) or 'separate' "
         "(a second U-Net makes the phase; the magnitude stays exactly as phase 1 left it). Default: the run's.",
     ),
+    phase_output: str | None = typer.Option(
+        None, "--phase-output",
+        help="Level 1 phase 2, separate phase U-Net: 'angle' (one output per bin, clipped: phase/π, the "
+        "reference), 'atan2' (the angle of a real, imaginary pair per bin) or 'demodulated' (that angle relative "
+        "to each bin's centre-frequency rotation). Default: the run's.",
+    ),
     workers: int = typer.Option(2, "--workers", min=0, help="DataLoader worker processes."),
     checkpoint_every: int = typer.Option(1000, "--checkpoint-every", min=1, help="Steps between checkpoints."),
     seed: int = typer.Option(0, "--seed", help="Seed of weights and data order."),
@@ -121,7 +127,7 @@ def train_ae(
     metrics = train_autoencoder(
         data_dir, out, level=level, phase=phase, preset=preset, steps=steps, resume=resume, init=init,
         level1=level1, batch_size=batch_size, lambda_rec=lambda_rec, lambda_phase=lambda_phase,
-        lr_schedule=lr_schedule, phase_decoder=phase_decoder, workers=workers,
+        lr_schedule=lr_schedule, phase_decoder=phase_decoder, phase_output=phase_output, workers=workers,
         checkpoint_every=checkpoint_every, seed=seed, device=device,
     )
     if metrics and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports

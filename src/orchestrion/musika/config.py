@@ -100,6 +100,7 @@ SMALL_STEPS = {(1, 1): 20_000, (1, 2): 1_000, (2, 1): 5_000, (2, 2): 1_000}  # (
 
 
 PHASE_DECODERS = ("shared", "separate")
+PHASE_OUTPUTS = ("angle", "atan2", "demodulated")
 
 
 @register_config("musika.level1")
@@ -122,6 +123,16 @@ class Level1Config:
     # "separate": a second U-Net of the same widths makes the phase, and phase 2 trains only that one,
     # so the magnitude stays exactly as phase 1 left it (see Level1Decoder.enable_phase).
     phase_decoder: str = "shared"
+    # How the phase channels become a phase. "angle": one channel per bin, clipped to [-1, 1], is phase/π
+    # (the reference). "atan2": a (real, imaginary) pair per bin whose angle is the phase (APNet's parallel
+    # phase estimation, Ai & Ling 2023): a bin's phase turning steadily over time is then a smooth rotation
+    # of the pair, not a sawtooth with a jump at ±π, and no output sits stuck at a clip. "demodulated": as
+    # atan2, but the pair's angle is the phase relative to the bin's centre frequency, which turns bin k by
+    # 2π·k·hop/n_fft = k·π/2 per frame; the network makes only how far each bin strays from it (constant for
+    # a partial at a bin's centre). The rotation repeats every 4 frames, so windows of 64 decode alike at
+    # any position. Both need phase_decoder="separate" (the phase U-Net's output conv makes the pairs).
+    # See SMALL_LEVEL1.
+    phase_output: str = "angle"
     # A learned linear map from input to output of Enc1 (513 -> 128) and of Dec1 (128 -> 513), added
     # before the tanh / clip: the network starts from (and refines) the best linear frame code instead
     # of having to learn near-linear maps through its deep swish stacks. Not in the paper; see SMALL_LEVEL1.
@@ -134,6 +145,15 @@ class Level1Config:
         if self.phase_decoder not in PHASE_DECODERS:
             raise ConfigError(
                 f"Level1Config.phase_decoder must be one of {PHASE_DECODERS}, got {self.phase_decoder!r}"
+            )
+        if self.phase_output not in PHASE_OUTPUTS:
+            raise ConfigError(
+                f"Level1Config.phase_output must be one of {PHASE_OUTPUTS}, got {self.phase_output!r}"
+            )
+        if self.phase_output != "angle" and self.phase_decoder != "separate":
+            raise ConfigError(
+                f"Level1Config.phase_output={self.phase_output!r} needs phase_decoder='separate' (a phase U-Net "
+                "of its own)"
             )
         if len(self.decoder_channels) < 2:
             raise ConfigError("Level1Config.decoder_channels needs at least 2 widths (g0 and one down stage)")

@@ -32,13 +32,14 @@ fp32 path reproduces the un-optimised models' output. Wherever a ``noise`` flag 
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from orchestrion.errors import ConfigError
-from orchestrion.musika.autoencoder import Level1Autoencoder, Level2Autoencoder
+from orchestrion.musika.autoencoder import Level1Autoencoder, Level2Autoencoder, bin_centre_rotation
 from orchestrion.musika.layers import ConvBlock, NoiseSampler
 
 PRECISIONS = ("fp32", "bf16", "bf16-mixed")
@@ -149,8 +150,9 @@ def _folded_blocks(module: nn.Module) -> nn.Module:
 class _FastUNet(nn.Module):
     """One Dec1 U-Net (folded) on (N, 128, 1, 64) channels-last windows -> (N, out channels, 1, 64)."""
 
-    def __init__(self, dec1: nn.Module, dtype: torch.dtype, out_dtype: torch.dtype) -> None:
+    def __init__(self, dec1: nn.Module, dtype: torch.dtype, out_dtype: torch.dtype, clip: bool = True) -> None:
         super().__init__()
+        self.clip = clip  # False: the raw (real, imaginary) pairs of an "atan2" phase U-Net
         self.stem = _from_block(dec1.stem, dtype)
         self.down = nn.ModuleList(_from_block(block, dtype) for block in dec1.down)
         self.up = nn.ModuleList(_from_block(block, dtype) for block in dec1.up)
@@ -158,7 +160,7 @@ class _FastUNet(nn.Module):
         self.shortcut = None
         if dec1.shortcut is not None:  # Level1Config.linear_shortcut: clip after the sum, not in the conv
             self.shortcut = _FastConv(dec1.shortcut, (0, 0), None, "none", out_dtype)
-        self.out = _FastConv(dec1.out, (0, 0), None, "clip" if self.shortcut is None else "none", out_dtype)
+        self.out = _FastConv(dec1.out, (0, 0), None, "clip" if clip and self.shortcut is None else "none", out_dtype)
 
     def forward(self, x: Tensor, noise: bool | NoiseSampler, generator: torch.Generator | None) -> Tensor:
         latents = x
@@ -172,7 +174,8 @@ class _FastUNet(nn.Module):
         out = self.out(x.to(self.out.weight.dtype), False, None)
         if self.shortcut is None:
             return out
-        return out.add_(self.shortcut(latents.to(self.out.weight.dtype), False, None)).clamp_(-1.0, 1.0)
+        out = out.add_(self.shortcut(latents.to(self.out.weight.dtype), False, None))
+        return out.clamp_(-1.0, 1.0) if self.clip else out
 
 
 class FastDecoder(nn.Module):
@@ -213,8 +216,10 @@ class FastDecoder(nn.Module):
         self.unet = _FastUNet(dec1, self.dtype, out_dtype)
         # a separate phase U-Net runs after the magnitude one, as in Level1Decoder (same noise order)
         self.phase_unet = None
+        self.phase_output = level1.config.phase_output
+        self.phase_pairs = self.phase_output != "angle"
         if dec1.phase_net is not None and not magnitude_only:
-            self.phase_unet = _FastUNet(dec1.phase_net, self.dtype, out_dtype)
+            self.phase_unet = _FastUNet(dec1.phase_net, self.dtype, out_dtype, clip=not self.phase_pairs)
         # whether decode() returns phase channels after the magnitude (a shared output conv always makes them)
         self.with_phase = level1.config.with_phase and (dec1.phase_net is None or self.phase_unet is not None)
         self.level2, self.level2_shortcut = None, None
@@ -255,7 +260,14 @@ class FastDecoder(nn.Module):
         ((N, 64, 513) without :attr:`with_phase`)."""
         out = self.unet(x, noise, generator)  # (N, 1026, 1, 64) channels-last (513 with a separate phase)
         if self.phase_unet is not None:
-            out = torch.cat([out, self.phase_unet(x, noise, generator)], dim=1)
+            phase = self.phase_unet(x, noise, generator)
+            if self.phase_pairs:  # (N, 1026, 1, 64) (real, imaginary) pairs -> (N, 513, 1, 64) phase/π
+                real, imaginary = phase.chunk(2, dim=1)
+                phase = torch.atan2(imaginary, real).div_(math.pi)
+                if self.phase_output == "demodulated":
+                    rotation = bin_centre_rotation(self.n_bins, phase.shape[-1]).unsqueeze(1)  # (513, 1, 64)
+                    phase = phase.add_(rotation.to(phase.dtype)).add_(1).remainder_(2).sub_(1)
+            out = torch.cat([out, phase], dim=1)
         # channels-last: a view, no copy (torch.cat keeps the memory format of its inputs)
         return out.permute(0, 2, 3, 1).reshape(out.shape[0], -1, out.shape[1])
 

@@ -280,10 +280,11 @@ def _load_run(path: str | Path, what: str):
 
 def _starting_point(
     level: int, phase: int, preset: str, init: str | Path | None, level1: str | Path | None,
-    phase_decoder: str | None = None,
+    phase_decoder: str | None = None, phase_output: str | None = None,
 ) -> tuple[AutoencoderTrainingConfig, dict[str, torch.nn.Module]]:
-    """Config and modules (with inherited weights loaded) of a new run; ``phase_decoder`` (level-1
-    phase 2 only) replaces the preset's choice of a shared or separate phase U-Net."""
+    """Config and modules (with inherited weights loaded) of a new run; ``phase_decoder`` and
+    ``phase_output`` (level-1 phase 2 only) replace the phase-1 run's choice of a shared or separate
+    phase U-Net and of its phase form."""
     if phase == 2:
         if init is None:
             raise ConfigError(f"level-{level} phase 2 starts from a phase-1 run: pass --init RUN_DIR")
@@ -297,7 +298,8 @@ def _starting_point(
         for name, module in phase1_modules.items():
             ckpt.load_into(name, module)
         level1_config = dataclasses.replace(
-            previous.level1, with_phase=True, phase_decoder=phase_decoder or previous.level1.phase_decoder
+            previous.level1, with_phase=True, phase_decoder=phase_decoder or previous.level1.phase_decoder,
+            phase_output=phase_output or previous.level1.phase_output,
         )
         # the preset's phase-2 learning rate and phase term (small: phase 1 runs at a larger rate than the
         # adversarial phase, and its phase U-Net also learns from the phase-derivative term)
@@ -309,7 +311,8 @@ def _starting_point(
         modules = build_modules(config)
         for name, module in phase1_modules.items():
             if name == "level1_decoder" and level == 1:
-                module.enable_phase(level1_config.phase_decoder)  # the magnitude keeps its phase-1 weights
+                # the magnitude keeps its phase-1 weights
+                module.enable_phase(level1_config.phase_decoder, level1_config.phase_output)
             modules[name].load_state_dict(module.state_dict())
         return config, modules
     if level == 1:
@@ -347,6 +350,7 @@ def train_autoencoder(
     lambda_phase: float | None = None,
     lr_schedule: str | None = None,
     phase_decoder: str | None = None,
+    phase_output: str | None = None,
     workers: int = 0,
     checkpoint_every: int = 1000,
     log_every: int = 10,
@@ -364,15 +368,20 @@ def train_autoencoder(
     docstring for ``init``, ``level1`` and ``resume``. ``lambda_rec`` and ``lambda_phase`` replace the
     weights of phase 2's L1 magnitude and phase-derivative terms in a new run, ``lr_schedule``
     (``"constant"``/``"cosine"``) its learning-rate curve; ``phase_decoder``
-    (``"shared"`` or ``"separate"``) the preset's phase network in a new level-1 phase-2 run.
+    (``"shared"`` or ``"separate"``) and ``phase_output`` (``"angle"`` or ``"atan2"``) the phase-1 run's
+    phase network in a new level-1 phase-2 run.
     """
     from orchestrion.musika.data import DEFAULT_CACHE_BYTES, AudioCropDataset
     from orchestrion.training import Trainer, TrainerConfig, per_process_batch
 
     if level not in (1, 2) or phase not in (1, 2):
         raise ConfigError(f"--level and --phase must be 1 or 2, got level {level}, phase {phase}")
-    if phase_decoder is not None and (level, phase) != (1, 2):
-        raise ConfigError("--phase-decoder chooses the level-1 phase network: it applies to level 1 phase 2 only")
+    phase_choices = {"phase_decoder": phase_decoder, "phase_output": phase_output}
+    for field, value in phase_choices.items():
+        if value is not None and (level, phase) != (1, 2):
+            raise ConfigError(
+                f"--{field.replace('_', '-')} chooses the level-1 phase network: it applies to level 1 phase 2 only"
+            )
     run_dir = Path(run_dir)
     existing = checkpoint_step_dirs(run_dir)
     if resume and existing:
@@ -381,11 +390,12 @@ def train_autoencoder(
             raise ConfigError(
                 f"{run_dir}: holds a level-{config.level} phase-{config.phase} run, not level {level} phase {phase}"
             )
-        if phase_decoder is not None and phase_decoder != config.level1.phase_decoder:
-            raise ConfigError(
-                f"{run_dir}: the run has a {config.level1.phase_decoder!r} phase decoder; --resume keeps it "
-                f"(drop --phase-decoder {phase_decoder}, or start a new run)"
-            )
+        for field, value in phase_choices.items():
+            if value is not None and value != getattr(config.level1, field):
+                raise ConfigError(
+                    f"{run_dir}: the run's {field.replace('_', ' ')} is {getattr(config.level1, field)!r}; --resume "
+                    f"keeps it (drop --{field.replace('_', '-')} {value}, or start a new run)"
+                )
         if lr_schedule is not None and lr_schedule != config.lr_schedule:
             raise ConfigError(
                 f"{run_dir}: the run's learning rate is {config.lr_schedule!r}; --resume keeps it "
@@ -396,7 +406,7 @@ def train_autoencoder(
         # fresh weights are a function of the seed alone (a rerun rebuilds the same initial model)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            config, modules = _starting_point(level, phase, preset, init, level1, phase_decoder)
+            config, modules = _starting_point(level, phase, preset, init, level1, phase_decoder, phase_output)
         if lambda_rec is not None:
             config = dataclasses.replace(config, lambda_rec=lambda_rec)
         if lambda_phase is not None:

@@ -260,6 +260,10 @@ def test_atan2_phase_output_is_the_angle_of_real_imaginary_pairs_and_learns_acro
     assert config_from_dict(Level1Config, saved).phase_output == "angle"
     with pytest.raises(ConfigError, match="needs phase_decoder='separate'"):
         Level1Config.preset("debug", phase_output="atan2")
+    # phase 2 with a shared output conv from a phase-1 config that named pairs: the one form it has
+    phase1 = Level1Config.preset("debug", with_phase=False, phase_decoder="separate", phase_output="atan2")
+    assert phase1.with_phase_network("shared").phase_output == "angle"
+    assert phase1.with_phase_network().phase_output == "atan2" and phase1.with_phase_network().with_phase
     with pytest.raises(ConfigError, match="phase_output must be one of"):
         Level1Config.preset("debug", phase_decoder="separate", phase_output="complex")
 

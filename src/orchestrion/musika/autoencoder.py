@@ -110,13 +110,9 @@ class Level1Decoder(nn.Module):
         """
         if self.with_phase:
             return
-        phase_decoder = phase_decoder or self.config.phase_decoder
-        config = dataclasses.replace(
-            self.config, with_phase=True, phase_decoder=phase_decoder,
-            phase_output=phase_output or self.config.phase_output,
-        )
+        config = self.config.with_phase_network(phase_decoder, phase_output)
         old = self.out
-        if phase_decoder == "separate":
+        if config.phase_decoder == "separate":
             self.phase_net = _phase_unet(config).to(old.weight.device, old.weight.dtype)
             trunk = {k: v for k, v in self.state_dict().items() if not k.startswith(("out.", "shortcut."))}
             self.phase_net.load_state_dict(trunk, strict=False)

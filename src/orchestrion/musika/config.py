@@ -14,7 +14,7 @@ form stays readable and the strict loader of :mod:`orchestrion.config` can check
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orchestrion.audio.spectral import HOP, N_BINS, SAMPLE_RATE
@@ -180,6 +180,14 @@ class Level1Config:
         if name not in presets:
             raise ConfigError(f"unknown level-1 preset {name!r}; choose from {sorted(presets)}")
         return cls(**{**presets[name], **overrides})
+
+    def with_phase_network(self, phase_decoder: str | None = None, phase_output: str | None = None) -> Level1Config:
+        """This config with its phase half (phase 2); ``phase_decoder``/``phase_output`` replace its own.
+        A shared output conv has one phase form, so choosing ``"shared"`` alone implies ``"angle"``."""
+        phase_decoder = phase_decoder or self.phase_decoder
+        if phase_output is None:
+            phase_output = "angle" if phase_decoder == "shared" else self.phase_output
+        return replace(self, with_phase=True, phase_decoder=phase_decoder, phase_output=phase_output)
 
     @property
     def hop(self) -> int:

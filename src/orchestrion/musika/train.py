@@ -297,10 +297,7 @@ def _starting_point(
         phase1_modules = build_modules(previous)
         for name, module in phase1_modules.items():
             ckpt.load_into(name, module)
-        level1_config = dataclasses.replace(
-            previous.level1, with_phase=True, phase_decoder=phase_decoder or previous.level1.phase_decoder,
-            phase_output=phase_output or previous.level1.phase_output,
-        )
+        level1_config = previous.level1.with_phase_network(phase_decoder, phase_output)
         # the preset's phase-2 learning rate and phase term (small: phase 1 runs at a larger rate than the
         # adversarial phase, and its phase U-Net also learns from the phase-derivative term)
         phase2 = AutoencoderTrainingConfig.preset_config(previous.preset, level, 2)
@@ -368,7 +365,7 @@ def train_autoencoder(
     docstring for ``init``, ``level1`` and ``resume``. ``lambda_rec`` and ``lambda_phase`` replace the
     weights of phase 2's L1 magnitude and phase-derivative terms in a new run, ``lr_schedule``
     (``"constant"``/``"cosine"``) its learning-rate curve; ``phase_decoder``
-    (``"shared"`` or ``"separate"``) and ``phase_output`` (``"angle"`` or ``"atan2"``) the phase-1 run's
+    (``"shared"``/``"separate"``) and ``phase_output`` (``"angle"``/``"atan2"``/``"demodulated"``) the phase-1 run's
     phase network in a new level-1 phase-2 run.
     """
     from orchestrion.musika.data import DEFAULT_CACHE_BYTES, AudioCropDataset

@@ -14,6 +14,8 @@
 #   small   level 1 phase 1 -> phase 2 (separate phase U-Net) -> level 2 phase 1: the CPU preset
 #   small-shared-l1p2   phase 2 from the same phase-1 run with the reference's shared output conv,
 #                       to compare the two phase-2 recipes (next to small's phase 2)
+#   small-angle-l1p2    phase 2 from the same phase-1 run with small's separate phase U-Net but the
+#                       reference's phase form (one clipped angle per bin, not demodulated pairs)
 # A run directory WORK/small-unet-l1p1, when present, joins the report: the small preset before
 # issue 13 (no linear shortcut, lr 3e-4), trained at commit 231ce6f with
 #   orchestrion musika train-ae WORK/train --out WORK/small-unet-l1p1 --level 1 --phase 1 --preset small
@@ -74,9 +76,9 @@ level2() {  # level2 PRESET STEPS: level 2 phase 1 on PRESET-l1p2
     --checkpoint-every 500
 }
 
-phase2() {  # phase2 RUN STEPS PHASE1_RUN DECODER
+phase2() {  # phase2 RUN STEPS PHASE1_RUN DECODER [PHASE_OUTPUT]
   if finished "$1" "$2"; then echo "== $1: done"; return; fi
-  init=(); [ -d "$1/checkpoints" ] || init=(--init "$3" --phase-decoder "$4")
+  init=(); [ -d "$1/checkpoints" ] || init=(--init "$3" --phase-decoder "$4" ${5:+--phase-output "$5"})
   train "$1" "$2" $O musika train-ae train --level 1 --phase 2 "${init[@]}" --workers 1 --checkpoint-every 100
 }
 
@@ -90,16 +92,20 @@ cd "$WORK"
 debug=$!
 train small-l1p1 $SMALL_L1P1 $O musika train-ae train --level 1 --phase 1 --preset small --workers 1 > small.log 2>&1
 wait $debug || { echo "debug chain failed, see $WORK/debug.log" >&2; exit 1; }
-phase2 small-shared-l1p2 $SMALL_L1P2 small-l1p1 shared > small-shared.log 2>&1 &
-shared=$!
-phase2 small-l1p2 $SMALL_L1P2 small-l1p1 separate >> small.log 2>&1
-wait $shared || { echo "shared phase-2 run failed, see $WORK/small-shared.log" >&2; exit 1; }
+{
+  phase2 small-shared-l1p2 $SMALL_L1P2 small-l1p1 shared
+  phase2 small-angle-l1p2 $SMALL_L1P2 small-l1p1 separate angle
+} > small-compare.log 2>&1 &
+compare=$!
+phase2 small-l1p2 $SMALL_L1P2 small-l1p1 separate demodulated >> small.log 2>&1
 level2 small $SMALL_L2P1 >> small.log 2>&1
+wait $compare || { echo "a comparison phase-2 run failed, see $WORK/small-compare.log" >&2; exit 1; }
 
 # ---------------------------------------------------------------- report
 runs="debug-l1p1=$WORK/debug-l1p1,debug-l1p2=$WORK/debug-l1p2,debug-l2p1=$WORK/debug-l2p1"
 [ -d "$WORK/small-unet-l1p1" ] && runs+=",small-unet-l1p1=$WORK/small-unet-l1p1"
-runs+=",small-l1p1=$WORK/small-l1p1,small-l1p2=$WORK/small-l1p2,small-shared-l1p2=$WORK/small-shared-l1p2"
+runs+=",small-l1p1=$WORK/small-l1p1,small-l1p2=$WORK/small-l1p2,small-angle-l1p2=$WORK/small-angle-l1p2"
+runs+=",small-shared-l1p2=$WORK/small-shared-l1p2"
 runs+=",small-l2p1=$WORK/small-l2p1"
 cd "$ROOT"
 python scripts/evaluation_report.py \

@@ -175,6 +175,9 @@ def test_header_names_command_models_steps_and_times(report, inputs) -> None:
     assert f"- command: `{header['command']}`" in markdown
     assert f"| autoencoder l1p1 | `{inputs['l1p1']}` | 6 |" in markdown
     assert f"| autoencoder l1p2 | `{inputs['l1p2']}` | 2 |" in markdown
+    # the autoencoder section's run list says how each run makes its phase
+    assert f"`l1p1` = `{inputs['l1p1']}` (step 6, level 1, magnitude only)" in markdown
+    assert f"`l1p2` = `{inputs['l1p2']}` (step 2, level 1, own phase (shared output conv, angle))" in markdown
     assert f"| SymphonyNet | `{inputs['symphony']}` | 40 |" in markdown
     assert f"| latent GAN | `{inputs['gan']}` | n/a |" in markdown  # the debug run has no training state
     for key in ("musika", "autoencoders", "symphony"):

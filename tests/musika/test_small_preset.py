@@ -42,8 +42,9 @@ def test_small_sits_between_debug_and_the_paper_and_round_trips_as_json(level: i
     assert config.preset == "small" and config.batch_size == 32 and config.learning_rate == 3e-4
     assert Level1Config.preset("small").encoder_channels == (136, 144, 160, 176, 192)
     # issue 13: a linear shortcut (x6 faster phase 1), phase 1 at 1e-3 decaying to 0 (cosine),
-    # a separate phase U-Net in phase 2
+    # a separate phase U-Net in phase 2 whose phase is demodulated (real, imaginary) pairs
     assert config.level1.linear_shortcut and config.level1.phase_decoder == "separate"
+    assert config.level1.phase_output == "demodulated"
     phase1 = AutoencoderTrainingConfig.preset_config("small", level=1, phase=1)
     assert (phase1.learning_rate, phase1.lr_schedule) == (1e-3, "cosine") and config.lr_schedule == "constant"
     assert config.lambda_phase == (5.0 if level == 1 else 0.0)
@@ -76,6 +77,7 @@ def test_small_trains_saves_and_reloads_at_both_levels(tmp_path) -> None:
     for name, level in (("l1p2", 1), ("l2p1", 2)):
         checkpoint = load_checkpoint(runs[name])
         assert checkpoint.config.preset == "small" and checkpoint.config.level == level
+        assert checkpoint.config.level1.phase_output == "demodulated"
         model = load_autoencoder(runs[name])
         assert model.level == level
         saved = checkpoint.module_state("level1_decoder")

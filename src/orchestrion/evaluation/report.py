@@ -36,6 +36,7 @@ from orchestrion.fileio import SkipReport, atomic_write_text
 
 if TYPE_CHECKING:
     from orchestrion.evaluation.autoencoder_quality import LinearFrameCode
+    from orchestrion.musika.models import TrainedAutoencoder
 
 Log = Callable[[str], None]
 IMAGES = Path("images") / "evaluation"  # relative to the report's folder
@@ -499,6 +500,15 @@ def _training_curves_png(runs: dict[str, Path], path: Path) -> tuple[Path | None
     return atomic_write_bytes(path, buffer.getvalue()), missing
 
 
+def _phase_network(model: TrainedAutoencoder) -> str:
+    """How a phase-2 run makes its phase, for the run list: "own phase (separate U-Net, demodulated pairs)"."""
+    config = model.level1.config
+    if config.phase_decoder == "shared":
+        return "own phase (shared output conv, angle)"
+    form = {"angle": "clipped angle", "atan2": "atan2 pairs", "demodulated": "demodulated pairs"}[config.phase_output]
+    return f"own phase (separate U-Net, {form})"
+
+
 def autoencoder_section(
     runs: dict[str, str | Path],
     folders: dict[str, str | Path],
@@ -596,7 +606,7 @@ def autoencoder_section(
     steps = {name: model_step(run) for name, run in runs.items()}
     intro = [
         "Runs: " + "; ".join(f"`{name}` = `{run}` (step {_step_text(steps[name])}, level {models[name].level}, "
-                             + ("magnitude only" if oracle[name] else "own phase") + ")"
+                             + ("magnitude only" if oracle[name] else _phase_network(models[name])) + ")"
                              for name, run in runs.items()) + ".",
         f"Excerpts: the middle {excerpt_seconds:g} s of up to {files} files per folder ("
         + ", ".join(f"{name}: `{folder}`" for name, folder in folders.items()) + "), mono, 22.05 kHz. "

@@ -69,7 +69,16 @@ SMALL_LEVEL1 = {
     "decoder_head_channels": 320,
     "linear_shortcut": True,
     "phase_decoder": "separate",
+    "phase_output": "demodulated",
 }
+# Phase form of the phase U-Net (Level1Config.phase_output). Study data, phase 2 from one phase-1 run (2000
+# steps), 2 held-out tracks, `orchestrion evaluate reconstruction`, log-mel of the learned-phase audio at
+# 100 / 200 phase-2 steps: angle 0.302 / 0.247, atan2 0.184 / 0.188, demodulated 0.178 / 0.166, and 0.160 /
+# 0.159 at 300 / 400 (that run's magnitude with Griffin-Lim: 0.139, with the input phase 0.131; exact
+# magnitude with random phase 0.256). The clipped angle starts worse than a random phase; pairs learn from
+# the first steps, and pairs relative to the bin-centre rotation learn fastest. AMD EPYC, 1 thread per run,
+# three runs side by side (angle and atan2 stopped at 200). docs/evaluation.md compares angle and
+# demodulated on the study's phase-1 run.
 # Level 2 learned slowly, like level 1 without its shortcut. Study data, on the level-1 run of 6 k steps,
 # 2 held-out tracks (middle 20 s), `orchestrion evaluate reconstruction --griffin-lim-on-model`: after
 # 1500 steps at 3e-4 its magnitude error through Dec1 (feature L1) was 0.098 (log-mel 0.400 with the

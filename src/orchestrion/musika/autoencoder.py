@@ -100,7 +100,7 @@ class Level1Decoder(nn.Module):
 
     def enable_phase(self, phase_decoder: str | None = None, phase_output: str | None = None) -> None:
         """Phase-1 -> phase-2 decoder; ``phase_decoder`` (``"shared"``/``"separate"``) and ``phase_output``
-        (``"angle"``/``"atan2"``) override the config's.
+        (``"angle"``/``"atan2"``/``"demodulated"``) override the config's (:meth:`Level1Config.with_phase_network`).
 
         Shared: 513 freshly initialised phase channels are added to the output conv; the magnitude
         half keeps its weights, so the magnitude output is unchanged (spec §3.2 [PROPOSED]).
@@ -207,18 +207,22 @@ def bin_centre_rotation(n_bins: int, frames: int, device: torch.device | None = 
 
 
 def phase_from_output(raw: Tensor, config: Level1Config) -> Tensor:
-    """A phase U-Net's unclipped output (B, 513 or 1026, T) -> phase/π (B, 513, T) in [-1, 1].
+    """A phase U-Net's unclipped output (B, 513 or 1026, ..., T) -> phase/π (B, 513, ..., T) in [-1, 1].
 
     ``"angle"``: clipped as it is; ``"atan2"``: channels 0..512 the real, 513..1025 the imaginary part
     of a pair whose angle is the phase; ``"demodulated"``: that angle plus :func:`bin_centre_rotation`
-    (t counted from the window's first frame), wrapped to [-1, 1).
+    (t counted from the window's first frame), wrapped to [-1, 1). Axes between channels and time (the
+    fast decoder's (N, C, 1, T) layout) are broadcast over; the result keeps ``raw``'s dtype.
     """
     if config.phase_output == "angle":
         return torch.clamp(raw, -1.0, 1.0)
     real, imaginary = raw.chunk(2, dim=1)
     phase = torch.atan2(imaginary, real) / math.pi
     if config.phase_output == "demodulated":
-        phase = torch.remainder(phase + bin_centre_rotation(phase.shape[1], phase.shape[2], phase.device) + 1, 2) - 1
+        n_bins, frames = phase.shape[1], phase.shape[-1]
+        rotation = bin_centre_rotation(n_bins, frames, phase.device).to(phase.dtype)
+        rotation = rotation.view(n_bins, *([1] * (phase.dim() - 3)), frames)
+        phase = torch.remainder(phase + rotation + 1, 2) - 1
     return phase
 
 

@@ -32,14 +32,13 @@ fp32 path reproduces the un-optimised models' output. Wherever a ``noise`` flag 
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from orchestrion.errors import ConfigError
-from orchestrion.musika.autoencoder import Level1Autoencoder, Level2Autoencoder, bin_centre_rotation
+from orchestrion.musika.autoencoder import Level1Autoencoder, Level2Autoencoder, phase_from_output
 from orchestrion.musika.layers import ConvBlock, NoiseSampler
 
 PRECISIONS = ("fp32", "bf16", "bf16-mixed")
@@ -152,7 +151,7 @@ class _FastUNet(nn.Module):
 
     def __init__(self, dec1: nn.Module, dtype: torch.dtype, out_dtype: torch.dtype, clip: bool = True) -> None:
         super().__init__()
-        self.clip = clip  # False: the raw (real, imaginary) pairs of an "atan2" phase U-Net
+        self.clip = clip  # False: the raw (real, imaginary) pairs of an "atan2"/"demodulated" phase U-Net
         self.stem = _from_block(dec1.stem, dtype)
         self.down = nn.ModuleList(_from_block(block, dtype) for block in dec1.down)
         self.up = nn.ModuleList(_from_block(block, dtype) for block in dec1.up)
@@ -216,10 +215,10 @@ class FastDecoder(nn.Module):
         self.unet = _FastUNet(dec1, self.dtype, out_dtype)
         # a separate phase U-Net runs after the magnitude one, as in Level1Decoder (same noise order)
         self.phase_unet = None
-        self.phase_output = level1.config.phase_output
-        self.phase_pairs = self.phase_output != "angle"
+        self.level1_config = level1.config  # its phase_output turns the phase U-Net's channels into phase/π
         if dec1.phase_net is not None and not magnitude_only:
-            self.phase_unet = _FastUNet(dec1.phase_net, self.dtype, out_dtype, clip=not self.phase_pairs)
+            pairs = level1.config.phase_output != "angle"
+            self.phase_unet = _FastUNet(dec1.phase_net, self.dtype, out_dtype, clip=not pairs)
         # whether decode() returns phase channels after the magnitude (a shared output conv always makes them)
         self.with_phase = level1.config.with_phase and (dec1.phase_net is None or self.phase_unet is not None)
         self.level2, self.level2_shortcut = None, None
@@ -260,13 +259,8 @@ class FastDecoder(nn.Module):
         ((N, 64, 513) without :attr:`with_phase`)."""
         out = self.unet(x, noise, generator)  # (N, 1026, 1, 64) channels-last (513 with a separate phase)
         if self.phase_unet is not None:
-            phase = self.phase_unet(x, noise, generator)
-            if self.phase_pairs:  # (N, 1026, 1, 64) (real, imaginary) pairs -> (N, 513, 1, 64) phase/π
-                real, imaginary = phase.chunk(2, dim=1)
-                phase = torch.atan2(imaginary, real).div_(math.pi)
-                if self.phase_output == "demodulated":
-                    rotation = bin_centre_rotation(self.n_bins, phase.shape[-1]).unsqueeze(1)  # (513, 1, 64)
-                    phase = phase.add_(rotation.to(phase.dtype)).add_(1).remainder_(2).sub_(1)
+            # (N, 513 or 1026, 1, 64) -> (N, 513, 1, 64) phase/π, as Level1Decoder
+            phase = phase_from_output(self.phase_unet(x, noise, generator), self.level1_config)
             out = torch.cat([out, phase], dim=1)
         # channels-last: a view, no copy (torch.cat keeps the memory format of its inputs)
         return out.permute(0, 2, 3, 1).reshape(out.shape[0], -1, out.shape[1])
